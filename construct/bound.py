@@ -1,0 +1,140 @@
+r"""A rigorous upper bound on the model's max-abs output error.
+
+The error of the readout against the analytic prediction, at any prediction position
+of a prompt of ``T`` tokens, is at most ``error_bound(K, T, L, beta, dtype).total``:
+the leak of soft attention plus an allowance for floating-point rounding.
+
+Floating-point model (stated, not assumed silently)
+---------------------------------------------------
+``u`` is the unit roundoff (``2^-24`` for float32, ``2^-53`` for float64) and
+``gamma(n) = n u / (1 - n u)``.
+
+* (F1) ``+ - * /`` are correctly rounded: ``fl(a op b) = (a op b)(1 + delta)``, ``|delta| <= u``.
+* (F2) A sum or dot product with ``n`` non-zero terms, in any order (FMA included), errs
+  by at most ``gamma(n) * sum |terms|``; terms with an exact zero factor add nothing.
+* (F3) ``exp`` has relative error at most ``4u`` and ``exp(0) = 1``; stored weights are
+  the correctly rounded values of the exact ones (so 0, +-1, 2, 1/2, 3/4, ... are exact).
+
+Hypothesis H (the snaps work)
+-----------------------------
+Every look-back head puts weight ``>= 1 - lpos`` on its target, where
+``lpos = (T-1) e^{-2 beta + 2 es}(1 + 4u)`` and ``es = 2 L beta (gamma(2L) + 13u)`` bounds
+the rounding of a positional score. The soft values that are snapped
+(``answer_raw``, ``match_raw``, ``count``) are then within
+``h = K (lpos + 3 gamma(T) + 6 gamma(4)) + (8K + 8) gamma(K+4)`` of an exact value
+(pre-activation rounding included). H is ``h <= 1/4``: every snap and integer
+indicator is then in its flat region. If H fails the bound is ``inf``.
+
+Errors of the exact stages under H
+----------------------------------
+* ``e_snap = 10 gamma(2)``: a snapped bit (``is_answer``, ``match``, ``task_out``) is exact
+  when it is 0 and within ``e_snap`` of 1 otherwise (its input is at most 1.25).
+* ``e_ind = 24 (K + 1) gamma(K + 4)``: ``count_is[j]`` (pre-activations sum ``K + 1`` terms
+  of total size ``<= 2K + 2``); ``e_valid = (8K + 6) gamma(K + 2)`` for ``valid``.
+* ``e_vote = (1 + ln K)(e_snap + e_ind + 4 gamma(3)) + 2 gamma(K)``: a vote.
+  Non-answer and noise positions carry exactly 0 in all of these.
+
+The tally (layer 5)
+-------------------
+Keys of valid answers are ``2 beta (1 +- ek)`` with ``ek = (1 + e_valid)(1 + u) - 1``, so their
+exponentials lie within ``w = exp(4 beta ek (1 + u))(1 + 4u) - 1`` of 1 relative to
+each other. With ``lam1 = e^{-beta(1 - 2 ek)}(1 + 4u)`` (BOS) and
+``lam2 = e^{-2 beta (1 - ek)}(1 + 4u)`` (each other position), the sum over k of
+``|mix[k] - p_k|`` is at most
+
+    M1 = (2w + 3 gamma(T) + K e_vote + 2 lam1 + T lam2)(1 + 4u) / (1 - w - gamma(T))
+
+when some earlier example is consistent, and ``M0 = (T lam0 + 3u + 2 gamma(T))(1 + 4u)``
+with ``lam0 = e^{-beta}(1 + 4u)`` when none is (BOS gives the prior).
+
+The output (layer 7 and the readout)
+------------------------------------
+``out[v] = sum_k relu(mix[k] + task_out[k, v] + ARROW - 2)`` is 1-Lipschitz in ``mix``; its
+pre-activations sum 4 terms of total size ``<= 5.1`` and its output K terms of total
+size ``<= 1.01``. So
+
+    total = max(M1, M0) + K (e_snap + 6 gamma(4)) + 2 gamma(K).
+
+``leak`` is ``total`` with ``u = 0`` (the error of exact arithmetic with soft
+attention: ``max(2e^{-beta} + T e^{-2 beta}, T e^{-beta})``) and ``rounding = total - leak``.
+
+>>> b = error_bound(K=3, T=1024, L=10, beta=50.0, dtype="float64")
+>>> b.holds, b.total < 1e-11, b.leak < 1e-18
+(True, True, True)
+>>> error_bound(K=3, T=1024, L=10, beta=2.0, dtype="float64").total
+inf
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from superpose.setting import BuildError
+
+UNIT_ROUNDOFF = {"float32": 2.0 ** -24, "float64": 2.0 ** -53}
+
+
+def unit_roundoff(dtype: str) -> float:
+    key = np.dtype(dtype).name if not isinstance(dtype, str) else dtype
+    if key not in UNIT_ROUNDOFF:
+        raise BuildError(f"dtype: must be one of {sorted(UNIT_ROUNDOFF)}, got {dtype!r}")
+    return UNIT_ROUNDOFF[key]
+
+
+@dataclass(frozen=True)
+class ErrorBound:
+    """``total = leak + rounding``; ``holds`` is hypothesis H (else ``total`` is ``inf``)."""
+
+    leak: float
+    rounding: float
+    total: float
+    snap_input_error: float
+    holds: bool
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def _gamma(n: int, u: float) -> float:
+    return n * u / (1 - n * u)
+
+
+def _total(K: int, T: int, L: int, beta: float, u: float) -> tuple[float, float]:
+    """(total bound, h) for unit roundoff u; ``inf`` when hypothesis H fails."""
+    g = lambda n: _gamma(n, u)  # noqa: E731
+    es = 2 * L * beta * (g(2 * L) + 13 * u)
+    lpos = (T - 1) * math.exp(-2 * beta + 2 * es) * (1 + 4 * u)
+    h = K * (lpos + 3 * g(T) + 6 * g(4)) + (8 * K + 8) * g(K + 4)
+    if not h <= 0.25:
+        return math.inf, h
+
+    e_snap = 10 * g(2)
+    e_ind = 24 * (K + 1) * g(K + 4)
+    e_valid = (8 * K + 6) * g(K + 2)
+    e_vote = (1 + math.log(K)) * (e_snap + e_ind + 4 * g(3)) + 2 * g(K)
+
+    ek = (1 + e_valid) * (1 + u) - 1
+    w = math.exp(4 * beta * ek * (1 + u)) * (1 + 4 * u) - 1
+    lam1 = math.exp(-beta * (1 - 2 * ek)) * (1 + 4 * u)
+    lam2 = math.exp(-2 * beta * (1 - ek)) * (1 + 4 * u)
+    lam0 = math.exp(-beta) * (1 + 4 * u)
+    denominator = 1 - w - g(T)
+    if not denominator > 0:
+        return math.inf, h
+    m1 = (2 * w + 3 * g(T) + K * e_vote + 2 * lam1 + T * lam2) * (1 + 4 * u) / denominator
+    m0 = (T * lam0 + 3 * u + 2 * g(T)) * (1 + 4 * u)
+    total = max(m1, m0) + K * (e_snap + 6 * g(4)) + 2 * g(K)
+    return total, h
+
+
+def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32") -> ErrorBound:
+    """Bound on ``max |model - prediction|`` over the prediction positions of a T-token prompt."""
+    u = unit_roundoff(dtype)
+    total, h = _total(K, T, L, beta, u)
+    leak, _ = _total(K, T, L, beta, 0.0)
+    if math.isinf(total):
+        return ErrorBound(math.inf if math.isinf(leak) else leak, math.inf, math.inf, h, False)
+    return ErrorBound(leak, total - leak, total, h, True)

@@ -1,0 +1,202 @@
+"""Assemble the seven layers into the weights of a plain decoder-only transformer.
+
+>>> from superpose import Task, TaskSet, Prompt, Example
+>>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[
+...     Task("copy first", 0, [0, 1, 2, 3]), Task("next of second", 1, [1, 2, 3, 0])])
+>>> model = build(tasks, max_examples=8)
+>>> model.config.n_layers, model.config.n_heads, model.config.d_model
+(7, 2, 43)
+>>> model.residual_labels[:3], model.residual_labels[-1]
+(['token[0]', 'token[1]', 'token[2]'], 'out[3]')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from superpose.setting import BuildError, Prompt, TaskSet, TaskSetError, _require_int
+
+from . import (
+    layer1_find_answers,
+    layer2_check_examples,
+    layer3_snap_and_count,
+    layer4_cast_votes,
+    layer5_tally_mixture,
+    layer6_fetch_query_outputs,
+    layer7_weight_and_sum,
+)
+from .layout import Layout
+from .positional import n_frequencies, positional_table
+from .residual import Context, d_model_formula, make_layout
+from .weights import Layer
+
+LAYER_BUILDERS = (
+    layer1_find_answers.build,
+    layer2_check_examples.build,
+    layer3_snap_and_count.build,
+    layer4_cast_votes.build,
+    layer5_tally_mixture.build,
+    layer6_fetch_query_outputs.build,
+    layer7_weight_and_sum.build,
+)
+
+DEFAULT_SHARPNESS = 50.0
+DEFAULT_MAX_EXAMPLES = 64
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of a plain decoder-only transformer; all the Flax module knows."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    n_vocab: int
+    n_ctx: int
+    d_out: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def param_shapes(config: ModelConfig) -> dict[str, Any]:
+    """The params pytree's structure (TransformerLens-style names) with each array's shape."""
+    H, D, dh, M = config.n_heads, config.d_model, config.d_head, config.d_mlp
+    layer = {
+        "attn": {"W_Q": (H, D, dh), "b_Q": (H, dh), "W_K": (H, D, dh), "b_K": (H, dh),
+                 "W_V": (H, D, dh), "b_V": (H, dh), "W_O": (H, dh, D), "b_O": (D,)},
+        "mlp": {"W_in": (D, M), "b_in": (M,), "W_out": (M, D), "b_out": (D,)},
+    }
+    return {
+        "embed": {"W_E": (config.n_vocab, D), "W_pos": (config.n_ctx, D)},
+        **{f"layer_{i}": layer for i in range(1, config.n_layers + 1)},
+        "unembed": {"W_U": (D, config.d_out), "b_U": (config.d_out,)},
+    }
+
+
+@dataclass
+class SuperposeModel:
+    """Explicit weights of the seven-layer task-superposition transformer, and their meaning.
+
+    ``params`` is a nested dict of float64 NumPy arrays (the Flax params pytree);
+    ``layout`` names every residual dimension; ``layers`` keeps each layer's builder
+    (hidden-unit labels, head descriptions, declared reads/writes).
+    """
+
+    tasks: TaskSet
+    max_examples: int
+    sharpness: float
+    layout: Layout
+    config: ModelConfig
+    params: dict[str, Any]
+    layers: tuple[Layer, ...] = field(repr=False, default=())
+    cache: dict = field(default_factory=dict, repr=False, compare=False)  # device arrays per dtype
+
+    @property
+    def residual_labels(self) -> list[str]:
+        """``residual_labels[i]`` names dimension i of every residual activation."""
+        return list(self.layout.labels)
+
+    @property
+    def max_len(self) -> int:
+        return self.config.n_ctx
+
+    @property
+    def n_params(self) -> int:
+        return int(sum(a.size for a in _leaves(self.params)))
+
+    def hidden_labels(self, layer: int) -> list[str]:
+        """Labels of the MLP hidden units of ``layer`` (1..7)."""
+        return self.layers[layer - 1].mlp.hidden_labels(self.config.d_mlp)
+
+    def run(self, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32") -> list[np.ndarray]:
+        """Model readout at every prediction position of each prompt (JAX); see ``superpose.model.run``."""
+        from superpose.model import run
+
+        return run(self, prompts, dtype=dtype)
+
+    def error_bound(self, dtype: str = "float32", prompt_length: int | None = None):
+        """Rigorous bound on the max-abs output error; see ``construct.bound.error_bound``."""
+        from .bound import error_bound
+
+        return error_bound(self.tasks.K, prompt_length or self.max_len, n_frequencies(self.max_len),
+                           self.sharpness, dtype)
+
+    def summary(self) -> str:
+        c = self.config
+        return (f"{c.n_layers} layers, {c.n_heads} heads/layer, d_model {c.d_model}, d_head {c.d_head}, "
+                f"d_mlp {c.d_mlp}, context {c.n_ctx} tokens, {self.n_params:,} parameters")
+
+
+def _leaves(tree: Any):
+    if isinstance(tree, dict):
+        for v in tree.values():
+            yield from _leaves(v)
+    else:
+        yield tree
+
+
+def _check_sharpness(sharpness: Any) -> float:
+    if isinstance(sharpness, bool) or not isinstance(sharpness, (int, float, np.floating, np.integer)):
+        raise BuildError(f"sharpness: expected a number, got {sharpness!r}")
+    value = float(sharpness)
+    if not math.isfinite(value) or value <= 0:
+        raise BuildError(f"sharpness: must be a finite number > 0, got {sharpness!r}")
+    return value
+
+
+def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
+          sharpness: float = DEFAULT_SHARPNESS) -> SuperposeModel:
+    """Build the seven-layer transformer for ``tasks`` and prompts of up to ``max_examples`` examples.
+
+    ``sharpness`` (beta) scales every attention score: larger is closer to hard
+    attention (see ``construct.bound.error_bound``).
+    """
+    if not isinstance(tasks, TaskSet):
+        raise TaskSetError(f"tasks: expected a TaskSet, got {type(tasks).__name__}")
+    m = _require_int(max_examples, "max_examples", BuildError)
+    if m < 0:
+        raise BuildError(f"max_examples: must be >= 0, got {m}")
+    beta = _check_sharpness(sharpness)
+    max_len = tasks.prompt_length(m)
+    layout = make_layout(tasks, max_len)
+    assert layout.d_model == d_model_formula(tasks.vocab_size, tasks.K, max_len)
+
+    ctx = Context(tasks, layout, beta)
+    layers = tuple(builder(ctx) for builder in LAYER_BUILDERS)
+    for layer in layers:
+        layer.check_declared()
+
+    d_head = max(max(h.d_head for layer in layers for h in layer.attention.heads), 1)
+    d_mlp = max(max(layer.mlp.width for layer in layers), 1)
+    config = ModelConfig(n_layers=len(layers), n_heads=tasks.K, d_model=layout.d_model, d_head=d_head,
+                         d_mlp=d_mlp, n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=tasks.vocab_size)
+
+    params: dict[str, Any] = {"embed": _embeddings(tasks, layout, max_len)}
+    for layer in layers:
+        params[f"layer_{layer.number}"] = {
+            "attn": layer.attention.dense(config.n_heads, d_head),
+            "mlp": layer.mlp.dense(d_mlp),
+        }
+    W_U = np.zeros((layout.d_model, tasks.vocab_size))
+    W_U[layout["out"].slice, :] = np.eye(tasks.vocab_size)
+    params["unembed"] = {"W_U": W_U, "b_U": np.zeros(tasks.vocab_size)}
+    return SuperposeModel(tasks, m, beta, layout, config, params, layers)
+
+
+def _embeddings(tasks: TaskSet, layout: Layout, max_len: int) -> dict[str, np.ndarray]:
+    """One-hot token embedding and the sinusoidal position code; neither depends on the tasks."""
+    W_E = np.zeros((tasks.n_tokens, layout.d_model))
+    W_E[:, layout["token"].slice] = np.eye(tasks.n_tokens)
+    W_pos = np.zeros((max_len, layout.d_model))
+    L = layout["pos_cos"].size
+    table = positional_table(max_len, L)
+    W_pos[:, layout["pos_cos"].slice] = table[:, :L]
+    W_pos[:, layout["pos_sin"].slice] = table[:, L:]
+    return {"W_E": W_E, "W_pos": W_pos}

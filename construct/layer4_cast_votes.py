@@ -1,0 +1,38 @@
+"""Layer 4 -- cast votes.
+
+Attention: none (all-zero heads).
+
+MLP: an example consistent with ``C >= 1`` tasks gives each of them a vote of ``1/C``:
+
+    vote[k] = sum_{j=1..K} (1/j) * relu(match[k] + count_is[j] - 1)
+
+Each term is ``conjunction(2)`` scaled by ``1/j``: ``match[k] * count_is[j] / j`` for
+bits, and exactly one ``count_is[j]`` is 1 when ``C >= 1`` (none when the example is
+noise, so noise casts no vote).
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+from .gadgets import conjunction
+from .residual import Context
+from .weights import AttentionBuilder, Layer, MLPBuilder, form
+
+
+def build(ctx: Context) -> Layer:
+    lay, K = ctx.layout, ctx.tasks.K
+    attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
+    for k in range(K):
+        for j in range(1, K + 1):
+            mlp.place(conjunction(2, Fraction(1, j)), f"vote[{k}] += match[{k}] * count_is[{j}] / {j}",
+                      {"x1": form(lay, ("match", k)), "x2": form(lay, ("count_is", j - 1))},
+                      form(lay, ("vote", k)))
+    return Layer(
+        4, "cast votes",
+        attention_does="(none)",
+        mlp_does="vote[k] = match[k] / (number of consistent tasks)",
+        reads=("match", "count_is"),
+        writes=("vote",),
+        attention=attention, mlp=mlp,
+    )

@@ -1,0 +1,205 @@
+"""The executed model: a plain decoder-only transformer in Flax, and batched JAX execution.
+
+``Transformer`` takes nothing but shapes (``ModelConfig``), weights (``params``) and token
+ids. Each of its layers is ``h += attention(h); h += mlp(h)`` with causal softmax
+multi-head attention (scores ``q . k``, no extra scale: any ``1/sqrt(d_head)`` is folded
+into ``W_Q``), a ReLU MLP, no layer norm, and a linear readout ``h W_U + b_U``.
+
+``run`` pads prompts into a few shape buckets (powers of two) so that JAX compiles
+once per bucket rather than once per prompt; padding goes at the end, where causal
+attention keeps it from influencing any real position.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from superpose.construct.build import ModelConfig, SuperposeModel
+from superpose.construct.bound import unit_roundoff
+from superpose.setting import Prompt, PromptError, prediction_positions, tokenize, validate_prompt
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Embed(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens):
+        c = self.config
+        W_E = self.param("W_E", nn.initializers.zeros, (c.n_vocab, c.d_model))
+        W_pos = self.param("W_pos", nn.initializers.zeros, (c.n_ctx, c.d_model))
+        return W_E[tokens] + W_pos[: tokens.shape[-1]]
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        shape_in, shape_b = (c.n_heads, c.d_model, c.d_head), (c.n_heads, c.d_head)
+        W_Q, W_K, W_V = (self.param(n, nn.initializers.zeros, shape_in) for n in ("W_Q", "W_K", "W_V"))
+        b_Q, b_K, b_V = (self.param(n, nn.initializers.zeros, shape_b) for n in ("b_Q", "b_K", "b_V"))
+        W_O = self.param("W_O", nn.initializers.zeros, (c.n_heads, c.d_head, c.d_model))
+        b_O = self.param("b_O", nn.initializers.zeros, (c.d_model,))
+        q = jnp.einsum("btd,hde->bhte", h, W_Q, precision=HIGHEST) + b_Q[None, :, None, :]
+        k = jnp.einsum("btd,hde->bhte", h, W_K, precision=HIGHEST) + b_K[None, :, None, :]
+        v = jnp.einsum("btd,hde->bhte", h, W_V, precision=HIGHEST) + b_V[None, :, None, :]
+        scores = jnp.einsum("bhte,bhue->bhtu", q, k, precision=HIGHEST)
+        T = h.shape[1]
+        causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+        pattern = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
+        z = jnp.einsum("bhtu,bhue->bhte", pattern, v, precision=HIGHEST)
+        return jnp.einsum("bhte,hed->btd", z, W_O, precision=HIGHEST) + b_O, pattern
+
+
+class MLP(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        W_in = self.param("W_in", nn.initializers.zeros, (c.d_model, c.d_mlp))
+        b_in = self.param("b_in", nn.initializers.zeros, (c.d_mlp,))
+        W_out = self.param("W_out", nn.initializers.zeros, (c.d_mlp, c.d_model))
+        b_out = self.param("b_out", nn.initializers.zeros, (c.d_model,))
+        hidden = jax.nn.relu(jnp.einsum("btd,dm->btm", h, W_in, precision=HIGHEST) + b_in)
+        return jnp.einsum("btm,md->btd", hidden, W_out, precision=HIGHEST) + b_out, hidden
+
+
+class Block(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        attn_out, pattern = Attention(self.config, name="attn")(h)
+        h_mid = h + attn_out
+        mlp_out, hidden = MLP(self.config, name="mlp")(h_mid)
+        return h_mid + mlp_out, {"resid_mid": h_mid, "pattern": pattern, "mlp_hidden": hidden}
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer; ``__call__(tokens[batch, T])`` returns ``(readout, cache)``.
+
+    ``cache`` holds, per layer, the residual stream after attention (``resid_mid``) and
+    after the MLP (``resid_post``), the attention pattern ``[batch, head, query, key]``
+    and the MLP's hidden activations; ``cache["resid_pre"]`` is the embedding.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens):
+        c = self.config
+        h = Embed(c, name="embed")(tokens)
+        cache: dict[str, Any] = {"resid_pre": h}
+        for i in range(1, c.n_layers + 1):
+            h, layer_cache = Block(c, name=f"layer_{i}")(h)
+            cache[f"layer_{i}"] = {**layer_cache, "resid_post": h}
+        readout = Unembed(c, name="unembed")(h)
+        return readout, cache
+
+
+class Unembed(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        W_U = self.param("W_U", nn.initializers.zeros, (c.d_model, c.d_out))
+        b_U = self.param("b_U", nn.initializers.zeros, (c.d_out,))
+        return jnp.einsum("btd,dv->btv", h, W_U, precision=HIGHEST) + b_U
+
+
+@partial(jax.jit, static_argnames=("config", "capture"))
+def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False):
+    """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``)."""
+    readout, cache = Transformer(config).apply({"params": params}, tokens)
+    return (readout, cache) if capture else readout
+
+
+def _dtype(dtype: Any) -> str:
+    unit_roundoff(dtype)  # raises a typed error for anything but float32/float64
+    return np.dtype(dtype).name
+
+
+def device_params(model: SuperposeModel, dtype: str) -> Any:
+    """The params as JAX arrays of ``dtype`` (cached on the model)."""
+    key = ("params", dtype)
+    if key not in model.cache:
+        with jax.enable_x64(dtype == "float64"):
+            model.cache[key] = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), model.params)
+    return model.cache[key]
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+    """The smallest power of two >= max(n, minimum)."""
+    return 1 << max(n, minimum, 1).__sub__(1).bit_length()
+
+
+def run_tokens(model: SuperposeModel, tokens: np.ndarray, dtype: str = "float32",
+               capture: bool = False):
+    """Run already-tokenized prompts ``tokens[batch, T]`` (no padding is added here)."""
+    dtype = _dtype(dtype)
+    tokens = np.asarray(tokens)
+    if tokens.ndim != 2:
+        raise PromptError(f"tokens: expected shape [batch, T], got {tokens.shape}")
+    if tokens.shape[1] > model.max_len:
+        raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {model.max_len}")
+    if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.n_vocab):
+        raise PromptError(f"tokens: ids must lie in 0..{model.config.n_vocab - 1}")
+    with jax.enable_x64(dtype == "float64"):
+        out = forward(model.config, device_params(model, dtype), jnp.asarray(tokens, dtype=jnp.int32),
+                      capture=capture)
+        return jax.tree_util.tree_map(np.asarray, out)
+
+
+def run(model: SuperposeModel, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
+        max_batch_elements: int = 2 ** 26) -> list[np.ndarray]:
+    """The readout at every prediction position of each prompt, ``[m_i + 1, d]`` arrays.
+
+    Prompts are validated (a ``PromptError`` names the field at fault), padded to a
+    power-of-two length and batched in power-of-two batches, so a whole Hypothesis run
+    compiles only a handful of shapes.
+
+    >>> from superpose import Task, TaskSet, Prompt, Example, build
+    >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
+    >>> model = build(tasks, max_examples=4)
+    >>> out = run(model, Prompt([Example([0], 0), Example([1], 1), Example([2], 0)], query=[1]))[0]
+    >>> out[-1].round(6).tolist()   # 2 of 3 examples fit "id", 1 fits "inc": 2/3 on 1, 1/3 on 2
+    [0.0, 0.666667, 0.333333]
+    """
+    dtype = _dtype(dtype)
+    if isinstance(prompts, Prompt):
+        prompts = [prompts]
+    prompts = list(prompts)
+    for i, p in enumerate(prompts):
+        try:
+            validate_prompt(model.tasks, p, model.max_examples)
+        except PromptError as e:
+            raise PromptError(f"prompt {i}: {e}") from None
+    token_lists = [tokenize(model.tasks, p) for p in prompts]
+    results: list[np.ndarray | None] = [None] * len(prompts)
+    by_length: dict[int, list[int]] = {}
+    for i, toks in enumerate(token_lists):
+        by_length.setdefault(min(bucket(len(toks)), model.max_len), []).append(i)
+    for T, members in sorted(by_length.items()):
+        # keep [batch, heads, T, T] attention patterns within the memory budget
+        per_chunk = max(1, max_batch_elements // (model.config.n_heads * T * T))
+        per_chunk = 1 << (per_chunk.bit_length() - 1)
+        for start in range(0, len(members), per_chunk):
+            chunk = members[start:start + per_chunk]
+            batch = np.full((bucket(len(chunk), minimum=1), T), model.tasks.bos, dtype=np.int32)
+            for row, i in enumerate(chunk):
+                batch[row, : len(token_lists[i])] = token_lists[i]
+            readout = run_tokens(model, batch, dtype)
+            for row, i in enumerate(chunk):
+                results[i] = readout[row, prediction_positions(model.tasks, prompts[i].n_examples)]
+    return results  # type: ignore[return-value]

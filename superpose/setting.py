@@ -1,0 +1,322 @@
+"""The setting of Theorem 1: tasks, prompts, tokens and the typed errors for bad input.
+
+This module is shared by ``superpose.construct`` (which builds weights) and
+``superpose.verify`` (which computes the analytic prediction independently of the
+weights). It knows nothing about transformers.
+
+Tokens
+------
+Content tokens are ``0 .. d-1``. Two special tokens follow them:
+
+* ``BOS = d``   -- beginning of sequence, always at position 0;
+* ``ARROW = d + 1`` -- ends every example's inputs; the position holding it is a
+  *prediction position* (the model's readout there is its answer distribution).
+
+A prompt with examples ``(x^i, y^i)`` and query ``x^q`` is the token sequence::
+
+    BOS, x^1_0 .. x^1_{s-1}, ARROW, y^1, ..., x^m_0 .. x^m_{s-1}, ARROW, y^m,
+         x^q_0 .. x^q_{s-1}, ARROW
+
+Every example occupies ``n = s + 2`` positions, so a prompt with ``m`` examples has
+``T = 1 + m*(s+2) + (s+1) = (m+1)*(s+2)`` tokens and ``m + 1`` prediction positions.
+
+>>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[Task("copy0", 0, [0, 1, 2, 3])])
+>>> prompt = Prompt(examples=[Example([1, 2], 1)], query=[3, 0])
+>>> tokenize(tasks, prompt).tolist()
+[4, 1, 2, 5, 1, 3, 0, 5]
+>>> prediction_positions(tasks, 1).tolist()
+[3, 7]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class SuperposeError(ValueError):
+    """Base class of every error this package raises for bad input."""
+
+
+class TaskSetError(SuperposeError):
+    """A task set (vocabulary size, slot count or a task) is malformed."""
+
+
+class PromptError(SuperposeError):
+    """A prompt does not fit the task set or the model it is run on."""
+
+
+class BuildError(SuperposeError):
+    """The options given to ``build`` are out of range."""
+
+
+class WeightsFileError(SuperposeError):
+    """A weights file is unreadable, truncated, tampered with or built for something else."""
+
+
+class InputFileError(SuperposeError):
+    """A JSON input file is missing or is not valid JSON of the expected shape."""
+
+
+def _require_int(value: Any, where: str, error: type[SuperposeError]) -> int:
+    # bool is an int subclass; reject it so `true` in JSON is not silently token 1.
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise error(f"{where}: expected an integer, got {value!r}")
+    return int(value)
+
+
+def _require_token(value: Any, where: str, vocab_size: int, error: type[SuperposeError]) -> int:
+    token = _require_int(value, where, error)
+    if not 0 <= token < vocab_size:
+        raise error(f"{where}: token {token} is outside the vocabulary 0..{vocab_size - 1}")
+    return token
+
+
+@dataclass(frozen=True)
+class Task:
+    """Task ``f(x) = table[x[slot]]``: read input slot ``slot`` and map it through ``table``.
+
+    ``table`` has one entry per content token. Copy/retrieval tasks use the identity.
+    """
+
+    name: str
+    slot: int
+    table: tuple[int, ...]
+
+    def __init__(self, name: str, slot: int, table: Sequence[int]):
+        object.__setattr__(self, "name", str(name))
+        object.__setattr__(self, "slot", slot)
+        object.__setattr__(self, "table", tuple(table) if not isinstance(table, (str, bytes)) else table)
+
+    def __call__(self, inputs: Sequence[int]) -> int:
+        return self.table[inputs[self.slot]]
+
+
+@dataclass(frozen=True)
+class TaskSet:
+    """K tasks over content tokens ``0..vocab_size-1`` on examples with ``slots`` inputs.
+
+    Validation runs in the constructor, so a ``TaskSet`` that exists is well formed.
+
+    >>> TaskSet(vocab_size=3, slots=1, tasks=[Task("inc", 0, [1, 2, 0])]).K
+    1
+    >>> TaskSet(vocab_size=3, slots=1, tasks=[Task("bad", 1, [0, 1, 2])])
+    Traceback (most recent call last):
+    ...
+    superpose.setting.TaskSetError: tasks[0].slot: 1 is outside 0..0 (slots = 1)
+    """
+
+    vocab_size: int
+    slots: int
+    tasks: tuple[Task, ...]
+
+    def __init__(self, vocab_size: int, slots: int, tasks: Sequence[Task]):
+        d = _require_int(vocab_size, "vocab_size", TaskSetError)
+        s = _require_int(slots, "slots", TaskSetError)
+        if d < 1:
+            raise TaskSetError(f"vocab_size: must be at least 1, got {d}")
+        if s < 1:
+            raise TaskSetError(f"slots: must be at least 1, got {s}")
+        if isinstance(tasks, (str, bytes)) or not isinstance(tasks, Sequence):
+            raise TaskSetError(f"tasks: expected a list of tasks, got {type(tasks).__name__}")
+        if len(tasks) == 0:
+            raise TaskSetError("tasks: K = 0; at least one task is required")
+        checked = []
+        for k, task in enumerate(tasks):
+            if not isinstance(task, Task):
+                raise TaskSetError(f"tasks[{k}]: expected a Task, got {type(task).__name__}")
+            slot = _require_int(task.slot, f"tasks[{k}].slot", TaskSetError)
+            if not 0 <= slot < s:
+                raise TaskSetError(f"tasks[{k}].slot: {slot} is outside 0..{s - 1} (slots = {s})")
+            table = task.table
+            if isinstance(table, (str, bytes)) or not isinstance(table, Sequence):
+                raise TaskSetError(f"tasks[{k}].table: expected a list of {d} tokens")
+            if len(table) != d:
+                raise TaskSetError(
+                    f"tasks[{k}].table: has length {len(table)}, expected vocab_size = {d}"
+                )
+            entries = tuple(
+                _require_token(v, f"tasks[{k}].table[{x}]", d, TaskSetError) for x, v in enumerate(table)
+            )
+            checked.append(Task(task.name, slot, entries))
+        object.__setattr__(self, "vocab_size", d)
+        object.__setattr__(self, "slots", s)
+        object.__setattr__(self, "tasks", tuple(checked))
+
+    @property
+    def K(self) -> int:
+        return len(self.tasks)
+
+    @property
+    def d(self) -> int:
+        return self.vocab_size
+
+    @property
+    def example_length(self) -> int:
+        """n = s + 2 positions per example: s inputs, ARROW, answer."""
+        return self.slots + 2
+
+    @property
+    def bos(self) -> int:
+        return self.vocab_size
+
+    @property
+    def arrow(self) -> int:
+        return self.vocab_size + 1
+
+    @property
+    def n_tokens(self) -> int:
+        """Size of the model's input vocabulary: d content tokens + BOS + ARROW."""
+        return self.vocab_size + 2
+
+    def prompt_length(self, n_examples: int) -> int:
+        """Tokens in a prompt with ``n_examples`` examples and a query: ``(m+1)(s+2)``."""
+        return (n_examples + 1) * self.example_length
+
+    def to_json(self) -> dict:
+        return {
+            "vocab_size": self.vocab_size,
+            "slots": self.slots,
+            "tasks": [{"name": t.name, "slot": t.slot, "table": list(t.table)} for t in self.tasks],
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> "TaskSet":
+        """Parse ``{"vocab_size": d, "slots": s, "tasks": [{"name", "slot", "table"}, ...]}``."""
+        if not isinstance(data, dict):
+            raise TaskSetError(f"task set: expected a JSON object, got {type(data).__name__}")
+        for key in ("vocab_size", "slots", "tasks"):
+            if key not in data:
+                raise TaskSetError(f"task set: missing field {key!r}")
+        raw_tasks = data["tasks"]
+        if not isinstance(raw_tasks, list):
+            raise TaskSetError("tasks: expected a list of task objects")
+        tasks = []
+        for k, t in enumerate(raw_tasks):
+            if not isinstance(t, dict):
+                raise TaskSetError(f"tasks[{k}]: expected an object with slot and table")
+            for key in ("slot", "table"):
+                if key not in t:
+                    raise TaskSetError(f"tasks[{k}]: missing field {key!r}")
+            if not isinstance(t["table"], list):
+                raise TaskSetError(f"tasks[{k}].table: expected a list of tokens")
+            tasks.append(Task(t.get("name", f"task{k}"), t["slot"], t["table"]))
+        return cls(data["vocab_size"], data["slots"], tasks)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One in-context example: ``s`` input tokens and the answer token."""
+
+    inputs: tuple[int, ...]
+    answer: int
+
+    def __init__(self, inputs: Sequence[int], answer: int):
+        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "answer", answer)
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """In-context examples followed by a query (its inputs only)."""
+
+    examples: tuple[Example, ...] = field(default_factory=tuple)
+    query: tuple[int, ...] = ()
+
+    def __init__(self, examples: Sequence[Example], query: Sequence[int]):
+        object.__setattr__(self, "examples", tuple(examples))
+        object.__setattr__(self, "query", tuple(query))
+
+    @property
+    def n_examples(self) -> int:
+        return len(self.examples)
+
+    def inputs_at(self, i: int) -> tuple[int, ...]:
+        """Inputs read at prediction position ``i`` (example i's, or the query's for i = m)."""
+        return self.examples[i].inputs if i < len(self.examples) else self.query
+
+    def to_json(self) -> dict:
+        return {
+            "examples": [{"inputs": list(e.inputs), "answer": e.answer} for e in self.examples],
+            "query": list(self.query),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> "Prompt":
+        """Parse ``{"examples": [{"inputs": [...], "answer": y}, ...], "query": [...]}``."""
+        if not isinstance(data, dict):
+            raise PromptError(f"prompt: expected a JSON object, got {type(data).__name__}")
+        if "query" not in data:
+            raise PromptError("prompt: missing field 'query'")
+        raw = data.get("examples", [])
+        if not isinstance(raw, list):
+            raise PromptError("examples: expected a list of example objects")
+        examples = []
+        for i, e in enumerate(raw):
+            if not isinstance(e, dict) or "inputs" not in e or "answer" not in e:
+                raise PromptError(f"examples[{i}]: expected an object with 'inputs' and 'answer'")
+            if not isinstance(e["inputs"], list):
+                raise PromptError(f"examples[{i}].inputs: expected a list of tokens")
+            examples.append(Example(e["inputs"], e["answer"]))
+        if not isinstance(data["query"], list):
+            raise PromptError("query: expected a list of tokens")
+        return cls(examples, data["query"])
+
+
+def validate_prompt(tasks: TaskSet, prompt: Prompt, max_examples: int | None = None) -> None:
+    """Raise ``PromptError`` naming the first field of ``prompt`` that does not fit ``tasks``."""
+    if not isinstance(prompt, Prompt):
+        raise PromptError(f"prompt: expected a Prompt, got {type(prompt).__name__}")
+    d, s = tasks.vocab_size, tasks.slots
+
+    def check_inputs(inputs: Sequence[int], where: str) -> None:
+        if len(inputs) != s:
+            raise PromptError(f"{where}: has {len(inputs)} input tokens, expected slots = {s}")
+        for j, x in enumerate(inputs):
+            _require_token(x, f"{where}[{j}]", d, PromptError)
+
+    for i, example in enumerate(prompt.examples):
+        check_inputs(example.inputs, f"examples[{i}].inputs")
+        _require_token(example.answer, f"examples[{i}].answer", d, PromptError)
+    check_inputs(prompt.query, "query")
+    if max_examples is not None and prompt.n_examples > max_examples:
+        raise PromptError(
+            f"examples: prompt has {prompt.n_examples} examples "
+            f"({tasks.prompt_length(prompt.n_examples)} tokens); the model was built for at most "
+            f"{max_examples} ({tasks.prompt_length(max_examples)} tokens)"
+        )
+
+
+def tokenize(tasks: TaskSet, prompt: Prompt) -> np.ndarray:
+    """Token ids of ``prompt`` (validated against ``tasks``) as an int32 array."""
+    validate_prompt(tasks, prompt)
+    ids = [tasks.bos]
+    for example in prompt.examples:
+        ids.extend(example.inputs)
+        ids.append(tasks.arrow)
+        ids.append(example.answer)
+    ids.extend(prompt.query)
+    ids.append(tasks.arrow)
+    return np.asarray(ids, dtype=np.int32)
+
+
+def prediction_positions(tasks: TaskSet, n_examples: int) -> np.ndarray:
+    """Positions of the ARROW tokens of a prompt with ``n_examples`` examples, query last."""
+    n = tasks.example_length
+    return np.asarray([i * n + tasks.slots + 1 for i in range(n_examples + 1)], dtype=np.int64)
+
+
+def load_json_file(path: str, what: str) -> Any:
+    """Read a JSON file, turning I/O and syntax problems into ``InputFileError``."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise InputFileError(f"{what}: file not found: {path}") from None
+    except json.JSONDecodeError as e:
+        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(f"{what}: cannot read {path}: {e}") from None
