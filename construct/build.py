@@ -4,8 +4,8 @@
 >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[
 ...     Task("copy first", 0, [0, 1, 2, 3]), Task("next of second", 1, [1, 2, 3, 0])])
 >>> model = build(tasks, max_examples=8)
->>> model.config.n_layers, model.config.n_heads, model.config.d_model
-(7, 2, 43)
+>>> model.config.n_layers, model.config.n_heads, model.config.d_model  # d=4, K=2, L=6 (T_max=36)
+(7, 2, 51)
 >>> model.residual_labels[:3], model.residual_labels[-1]
 (['token[0]', 'token[1]', 'token[2]'], 'out[3]')
 """

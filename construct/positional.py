@@ -25,8 +25,10 @@ the intended position ``u = t - D`` out-scores every other position by at least
 
 >>> n_frequencies(16), n_frequencies(17)
 (4, 5)
->>> [round(gap_sum(delta, 4), 12) for delta in (0, 1, 2, 8)]
-[4.0, 2.0, 2.0, 2.0]
+>>> [round(gap_sum(delta, 4), 3) for delta in (0, 1, 2, 8)]
+[4.0, 0.631, 0.707, 2.0]
+>>> round(max(gap_sum(delta, 4) for delta in range(-15, 16) if delta), 12)   # = L - 2
+2.0
 """
 
 from __future__ import annotations

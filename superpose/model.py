@@ -4,6 +4,7 @@
 ids. Each of its layers is ``h += attention(h); h += mlp(h)`` with causal softmax
 multi-head attention (scores ``q . k``, no extra scale: any ``1/sqrt(d_head)`` is folded
 into ``W_Q``), a ReLU MLP, no layer norm, and a linear readout ``h W_U + b_U``.
+Attention computes ``softmax(s) v`` as ``(exp(s - max s) v) / sum exp(s - max s)``.
 
 ``run`` pads prompts into a few shape buckets (powers of two) so that JAX compiles
 once per bucket rather than once per prompt; padding goes at the end, where causal
@@ -20,7 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from superpose.construct.build import ModelConfig, SuperposeModel
+from superpose.construct.build import ModelConfig, SuperposeModel, param_shapes
 from superpose.construct.bound import unit_roundoff
 from superpose.setting import Prompt, PromptError, prediction_positions, tokenize, validate_prompt
 
@@ -55,8 +56,13 @@ class Attention(nn.Module):
         scores = jnp.einsum("bhte,bhue->bhtu", q, k, precision=HIGHEST)
         T = h.shape[1]
         causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-        pattern = jax.nn.softmax(jnp.where(causal, scores, -jnp.inf), axis=-1)
-        z = jnp.einsum("bhtu,bhue->bhte", pattern, v, precision=HIGHEST)
+        scores = jnp.where(causal, scores, -jnp.inf)
+        # softmax(scores) @ v, normalised after the weighted sum (as flash attention does):
+        # the same function, but sums of equal weights stay exact integers.
+        unnormalised = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+        normaliser = unnormalised.sum(axis=-1, keepdims=True)
+        z = jnp.einsum("bhtu,bhue->bhte", unnormalised, v, precision=HIGHEST) / normaliser
+        pattern = unnormalised / normaliser
         return jnp.einsum("bhte,hed->btd", z, W_O, precision=HIGHEST) + b_O, pattern
 
 
@@ -118,6 +124,9 @@ class Unembed(nn.Module):
         return jnp.einsum("btd,dv->btv", h, W_U, precision=HIGHEST) + b_U
 
 
+COMPILED_SIGNATURES: set[tuple] = set()  # (config, tokens shape, dtype, capture) run so far: one compile each
+
+
 @partial(jax.jit, static_argnames=("config", "capture"))
 def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False):
     """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``)."""
@@ -130,12 +139,37 @@ def _dtype(dtype: Any) -> str:
     return np.dtype(dtype).name
 
 
-def device_params(model: SuperposeModel, dtype: str) -> Any:
-    """The params as JAX arrays of ``dtype`` (cached on the model)."""
-    key = ("params", dtype)
+def covering_config(*configs: ModelConfig) -> ModelConfig:
+    """The smallest config at least as large as each of ``configs`` in every dimension."""
+    if len({c.n_layers for c in configs}) != 1:
+        raise ValueError("configs differ in n_layers")
+    return ModelConfig(**{f: max(getattr(c, f) for c in configs) for f in ModelConfig.__dataclass_fields__})
+
+
+def pad_params(params: Any, config: ModelConfig, shape: ModelConfig) -> Any:
+    """Zero-pad every array of ``params`` (built for ``config``) to the shapes of ``shape``.
+
+    Extra residual dimensions, heads, head dimensions, hidden units, tokens, positions
+    and outputs all carry zero weights, so every real output is computed from the same
+    non-zero terms: only the compiled shape changes (rounding may differ in the last bit).
+    """
+    if covering_config(config, shape) != shape:
+        raise ValueError(f"cannot pad {config} into the smaller {shape}")
+
+    def pad(array, target):
+        return np.pad(array, [(0, t - n) for n, t in zip(array.shape, target)])
+
+    return jax.tree_util.tree_map(pad, params, param_shapes(shape),
+                                  is_leaf=lambda x: isinstance(x, np.ndarray))
+
+
+def device_params(model: SuperposeModel, dtype: str, shape: ModelConfig | None = None) -> Any:
+    """The params as JAX arrays of ``dtype``, zero-padded to ``shape`` if given (cached on the model)."""
+    key = ("params", dtype, shape)
     if key not in model.cache:
+        params = model.params if shape is None else pad_params(model.params, model.config, shape)
         with jax.enable_x64(dtype == "float64"):
-            model.cache[key] = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), model.params)
+            model.cache[key] = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), params)
     return model.cache[key]
 
 
@@ -145,34 +179,44 @@ def bucket(n: int, minimum: int = 16) -> int:
 
 
 def run_tokens(model: SuperposeModel, tokens: np.ndarray, dtype: str = "float32",
-               capture: bool = False):
-    """Run already-tokenized prompts ``tokens[batch, T]`` (no padding is added here)."""
+               capture: bool = False, shape: ModelConfig | None = None):
+    """Run already-tokenized prompts ``tokens[batch, T]``; returns the readout ``[batch, T, d]``
+    (and the activation cache of ``Transformer`` when ``capture``; it has the padded
+    widths when ``shape`` is given)."""
     dtype = _dtype(dtype)
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
         raise PromptError(f"tokens: expected shape [batch, T], got {tokens.shape}")
-    if tokens.shape[1] > model.max_len:
-        raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {model.max_len}")
+    n_ctx = (shape or model.config).n_ctx
+    if tokens.shape[1] > n_ctx:
+        raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {n_ctx}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.n_vocab):
         raise PromptError(f"tokens: ids must lie in 0..{model.config.n_vocab - 1}")
+    COMPILED_SIGNATURES.add((shape or model.config, tokens.shape, dtype, capture))
     with jax.enable_x64(dtype == "float64"):
-        out = forward(model.config, device_params(model, dtype), jnp.asarray(tokens, dtype=jnp.int32),
-                      capture=capture)
-        return jax.tree_util.tree_map(np.asarray, out)
+        out = forward(shape or model.config, device_params(model, dtype, shape),
+                      jnp.asarray(tokens, dtype=jnp.int32), capture=capture)
+        out = jax.tree_util.tree_map(np.asarray, out)
+    if shape is None:
+        return out
+    d = model.config.d_out
+    return (out[0][..., :d], out[1]) if capture else out[..., :d]
 
 
 def run(model: SuperposeModel, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
-        max_batch_elements: int = 2 ** 26) -> list[np.ndarray]:
+        shape: ModelConfig | None = None, max_batch_elements: int = 2 ** 26) -> list[np.ndarray]:
     """The readout at every prediction position of each prompt, ``[m_i + 1, d]`` arrays.
 
     Prompts are validated (a ``PromptError`` names the field at fault), padded to a
-    power-of-two length and batched in power-of-two batches, so a whole Hypothesis run
-    compiles only a handful of shapes.
+    power-of-two length and batched in power-of-two batches. With ``shape`` (a config
+    covering ``model.config``, e.g. from ``covering_config``) the weights are zero-padded
+    to it, so models built for different task sets share one compiled program: a whole
+    Hypothesis run then compiles only a handful of shapes.
 
     >>> from superpose import Task, TaskSet, Prompt, Example, build
     >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
     >>> model = build(tasks, max_examples=4)
-    >>> out = run(model, Prompt([Example([0], 0), Example([1], 1), Example([2], 0)], query=[1]))[0]
+    >>> out = run(model, Prompt([Example([0], 0), Example([1], 1), Example([2], 0)], query=[1]), "float64")[0]
     >>> out[-1].round(6).tolist()   # 2 of 3 examples fit "id", 1 fits "inc": 2/3 on 1, 1/3 on 2
     [0.0, 0.666667, 0.333333]
     """
@@ -189,17 +233,17 @@ def run(model: SuperposeModel, prompts: Sequence[Prompt] | Prompt, dtype: str = 
     results: list[np.ndarray | None] = [None] * len(prompts)
     by_length: dict[int, list[int]] = {}
     for i, toks in enumerate(token_lists):
-        by_length.setdefault(min(bucket(len(toks)), model.max_len), []).append(i)
+        by_length.setdefault(min(bucket(len(toks)), (shape or model.config).n_ctx), []).append(i)
     for T, members in sorted(by_length.items()):
         # keep [batch, heads, T, T] attention patterns within the memory budget
-        per_chunk = max(1, max_batch_elements // (model.config.n_heads * T * T))
+        per_chunk = max(1, max_batch_elements // ((shape or model.config).n_heads * T * T))
         per_chunk = 1 << (per_chunk.bit_length() - 1)
         for start in range(0, len(members), per_chunk):
             chunk = members[start:start + per_chunk]
             batch = np.full((bucket(len(chunk), minimum=1), T), model.tasks.bos, dtype=np.int32)
             for row, i in enumerate(chunk):
                 batch[row, : len(token_lists[i])] = token_lists[i]
-            readout = run_tokens(model, batch, dtype)
+            readout = run_tokens(model, batch, dtype, shape=shape)
             for row, i in enumerate(chunk):
                 results[i] = readout[row, prediction_positions(model.tasks, prompts[i].n_examples)]
     return results  # type: ignore[return-value]

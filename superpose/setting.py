@@ -112,8 +112,10 @@ class TaskSet:
     vocab_size: int
     slots: int
     tasks: tuple[Task, ...]
+    token_names: tuple[str, ...] | None = None
 
-    def __init__(self, vocab_size: int, slots: int, tasks: Sequence[Task]):
+    def __init__(self, vocab_size: int, slots: int, tasks: Sequence[Task],
+                 token_names: Sequence[str] | None = None):
         d = _require_int(vocab_size, "vocab_size", TaskSetError)
         s = _require_int(slots, "slots", TaskSetError)
         if d < 1:
@@ -142,9 +144,15 @@ class TaskSet:
                 _require_token(v, f"tasks[{k}].table[{x}]", d, TaskSetError) for x, v in enumerate(table)
             )
             checked.append(Task(task.name, slot, entries))
+        if token_names is not None:
+            if isinstance(token_names, (str, bytes)) or not isinstance(token_names, Sequence) \
+                    or len(token_names) != d or not all(isinstance(n, str) for n in token_names):
+                raise TaskSetError(f"token_names: expected a list of {d} strings (one per content token)")
+            token_names = tuple(token_names)
         object.__setattr__(self, "vocab_size", d)
         object.__setattr__(self, "slots", s)
         object.__setattr__(self, "tasks", tuple(checked))
+        object.__setattr__(self, "token_names", token_names)
 
     @property
     def K(self) -> int:
@@ -172,20 +180,32 @@ class TaskSet:
         """Size of the model's input vocabulary: d content tokens + BOS + ARROW."""
         return self.vocab_size + 2
 
+    def name_of(self, token: int) -> str:
+        """Display name of a token id (content, BOS or ARROW)."""
+        if token == self.bos:
+            return "BOS"
+        if token == self.arrow:
+            return "->"
+        return self.token_names[token] if self.token_names else str(token)
+
     def prompt_length(self, n_examples: int) -> int:
         """Tokens in a prompt with ``n_examples`` examples and a query: ``(m+1)(s+2)``."""
         return (n_examples + 1) * self.example_length
 
     def to_json(self) -> dict:
-        return {
+        data = {
             "vocab_size": self.vocab_size,
             "slots": self.slots,
             "tasks": [{"name": t.name, "slot": t.slot, "table": list(t.table)} for t in self.tasks],
         }
+        if self.token_names is not None:
+            data["token_names"] = list(self.token_names)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> "TaskSet":
-        """Parse ``{"vocab_size": d, "slots": s, "tasks": [{"name", "slot", "table"}, ...]}``."""
+        """Parse ``{"vocab_size": d, "slots": s, "tasks": [{"name", "slot", "table"}, ...]}``
+        (optionally ``"token_names": [d strings]``)."""
         if not isinstance(data, dict):
             raise TaskSetError(f"task set: expected a JSON object, got {type(data).__name__}")
         for key in ("vocab_size", "slots", "tasks"):
@@ -204,7 +224,7 @@ class TaskSet:
             if not isinstance(t["table"], list):
                 raise TaskSetError(f"tasks[{k}].table: expected a list of tokens")
             tasks.append(Task(t.get("name", f"task{k}"), t["slot"], t["table"]))
-        return cls(data["vocab_size"], data["slots"], tasks)
+        return cls(data["vocab_size"], data["slots"], tasks, data.get("token_names"))
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ def _softmax_causal(scores: np.ndarray) -> np.ndarray:
 
 def forward(params: dict, tokens, dtype=np.float64, capture: bool = False):
     """Readout ``[T, d_out]`` for one prompt; with ``capture`` also the residual after each sublayer."""
-    p = {k: v for k, v in params.items()}
+    p = params
     cast = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
     tokens = np.asarray(tokens)
     h = cast(p["embed"]["W_E"])[tokens] + cast(p["embed"]["W_pos"])[: len(tokens)]
@@ -32,11 +32,12 @@ def forward(params: dict, tokens, dtype=np.float64, capture: bool = False):
     n_layers = sum(1 for k in p if k.startswith("layer_"))
     for i in range(1, n_layers + 1):
         a = {k: cast(v) for k, v in p[f"layer_{i}"]["attn"].items()}
-        q = np.einsum("td,hde->hte", h, a["W_Q"]) + a["b_Q"][:, None, :]
-        k = np.einsum("td,hde->hte", h, a["W_K"]) + a["b_K"][:, None, :]
-        v = np.einsum("td,hde->hte", h, a["W_V"]) + a["b_V"][:, None, :]
-        pattern = _softmax_causal(np.einsum("hte,hue->htu", q, k))
-        h = h + np.einsum("hte,hed->td", np.einsum("htu,hue->hte", pattern, v), a["W_O"]) + a["b_O"]
+        q = np.einsum("td,hde->hte", h, a["W_Q"], optimize=True) + a["b_Q"][:, None, :]
+        k = np.einsum("td,hde->hte", h, a["W_K"], optimize=True) + a["b_K"][:, None, :]
+        v = np.einsum("td,hde->hte", h, a["W_V"], optimize=True) + a["b_V"][:, None, :]
+        pattern = _softmax_causal(np.einsum("hte,hue->htu", q, k, optimize=True))
+        z = np.einsum("htu,hue->hte", pattern, v, optimize=True)
+        h = h + np.einsum("hte,hed->td", z, a["W_O"], optimize=True) + a["b_O"]
         residuals.append(h)
         m = {k: cast(v) for k, v in p[f"layer_{i}"]["mlp"].items()}
         h = h + np.maximum(h @ m["W_in"] + m["b_in"], 0) @ m["W_out"] + m["b_out"]

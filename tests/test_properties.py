@@ -1,0 +1,78 @@
+"""Hypothesis property tests: the model against the analytic prediction (separate code)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from superpose import Task, TaskSet, build, predict
+from superpose import model as executor
+from superpose.verify.strategies import cases
+
+from conftest import random_prompt
+
+FAMILY = dict(max_vocab=8, max_slots=3, max_tasks=4, max_examples=24)
+TARGET = {"float64": 1e-12, "float32": 1e-5}
+
+# Every model of the family is zero-padded to the largest one, so all of them share
+# one compiled program per (prompt-length bucket, dtype).
+_LARGEST = TaskSet(FAMILY["max_vocab"], FAMILY["max_slots"],
+                   [Task(f"t{k}", 0, list(range(FAMILY["max_vocab"]))) for k in range(FAMILY["max_tasks"])])
+SHAPE = build(_LARGEST, max_examples=FAMILY["max_examples"]).config
+MEASURED: dict[str, float] = {"float32": 0.0, "float64": 0.0}
+
+
+@settings(max_examples=150)
+@given(case=cases(**FAMILY), dtype=st.sampled_from(["float32", "float64"]))
+def test_every_prediction_position_matches_the_analytic_prediction(case, dtype):
+    tasks, prompt = case
+    model = build(tasks, max_examples=FAMILY["max_examples"])
+    got = executor.run(model, [prompt], dtype=dtype, shape=SHAPE)[0]
+    expected = predict(tasks, prompt)
+    assert got.shape == expected.shape == (prompt.n_examples + 1, tasks.vocab_size)
+    error = float(np.abs(got - expected).max())
+    MEASURED[dtype] = max(MEASURED[dtype], error)
+    bound = model.error_bound(dtype, prompt_length=tasks.prompt_length(prompt.n_examples))
+    assert bound.holds
+    assert error <= bound.total
+    assert error <= TARGET[dtype]
+
+
+def test_a_family_of_models_compiles_only_a_handful_of_shapes():
+    """Thirty different task sets and prompt lengths, both dtypes: at most 4 length buckets x 2 dtypes."""
+    rng = np.random.default_rng(7)
+    before = set(executor.COMPILED_SIGNATURES)
+    for _ in range(30):
+        d, s, K = int(rng.integers(2, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 5))
+        tasks = TaskSet(d, s, [Task(f"t{k}", int(rng.integers(0, s)), rng.integers(0, d, d).tolist())
+                               for k in range(K)])
+        model = build(tasks, max_examples=FAMILY["max_examples"])
+        prompt = random_prompt(tasks, int(rng.integers(0, FAMILY["max_examples"] + 1)), rng)
+        for dtype in ("float32", "float64"):
+            got = executor.run(model, [prompt], dtype=dtype, shape=SHAPE)[0]
+            assert np.abs(got - predict(tasks, prompt)).max() <= TARGET[dtype]
+    new = {sig for sig in executor.COMPILED_SIGNATURES - before}
+    signatures = {sig for sig in executor.COMPILED_SIGNATURES if sig[0] == SHAPE}
+    print(f"compiled signatures for the family: {len(signatures)} ({len(new)} new in this test)")
+    # prompts of at most (24+1)*(3+2) = 125 tokens: length buckets 16..128, batch 1, 2 dtypes
+    assert len(signatures) <= 8
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_prompts_of_4096_tokens(dtype):
+    rng = np.random.default_rng(4096)
+    tasks = TaskSet(vocab_size=8, slots=2, tasks=[
+        Task("copy0", 0, list(range(8))),
+        Task("shift1", 1, [(x + 3) % 8 for x in range(8)]),
+        Task("const", 0, [5] * 8),
+        Task("copy0 again", 0, list(range(8))),
+    ])
+    m = 4096 // tasks.example_length - 1  # 1023 examples: exactly 4096 tokens
+    model = build(tasks, max_examples=m)
+    prompt = random_prompt(tasks, m, rng, noise=0.1)
+    assert tasks.prompt_length(prompt.n_examples) == 4096
+    got = model.run(prompt, dtype=dtype)[0]
+    error = float(np.abs(got - predict(tasks, prompt)).max())
+    bound = model.error_bound(dtype, prompt_length=4096)
+    print(f"T=4096 {dtype}: max error {error:.3e}, bound {bound.total:.3e}")
+    assert error <= bound.total and error <= TARGET[dtype]
