@@ -12,6 +12,7 @@ Bad input of any kind exits with status 2 and one line on stderr (no traceback).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -31,6 +32,11 @@ from superpose.setting import (
     load_json_file,
     validate_prompt,
 )
+
+
+# Sub-packages that add subcommands: each module defines register(subparsers), which adds
+# its parsers with set_defaults(func=...) returning an exit code.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 class _UsageError(Exception):
@@ -220,6 +226,9 @@ def _parser() -> _Parser:
     layers.add_argument("tasks", metavar="TASKS.json", nargs="?")
     add_build_options(layers, f"longest prompt, in examples (default {DEFAULT_MAX_EXAMPLES})")
     layers.set_defaults(func=_cmd_layers)
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
     return parser
 
 

@@ -247,3 +247,57 @@ def run(model: SuperposeModel, prompts: Sequence[Prompt] | Prompt, dtype: str = 
             for row, i in enumerate(chunk):
                 results[i] = readout[row, prediction_positions(model.tasks, prompts[i].n_examples)]
     return results  # type: ignore[return-value]
+
+
+@partial(jax.jit, static_argnames=("config", "first", "last"))
+def _apply_layers(config: ModelConfig, params: Any, resid: jax.Array, first: int, last: int):
+    for i in range(first, last + 1):
+        resid, _ = Block(config).apply({"params": params[f"layer_{i}"]}, resid)
+    return resid
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _apply_unembed(config: ModelConfig, params: Any, resid: jax.Array):
+    return Unembed(config).apply({"params": params["unembed"]}, resid)
+
+
+def embed(model: SuperposeModel, tokens: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    """The residual stream ``[batch, T, d_model]`` before layer 1 (token + position embedding)."""
+    dtype = _dtype(dtype)
+    with jax.enable_x64(dtype == "float64"):
+        params = device_params(model, dtype)
+        out = Embed(model.config).apply({"params": params["embed"]}, jnp.asarray(tokens, dtype=jnp.int32))
+        return np.array(out)  # a writable copy, so callers can patch it
+
+
+def apply_layers(model: SuperposeModel, resid: np.ndarray, first: int, last: int,
+                 dtype: str = "float64") -> np.ndarray:
+    """Run layers ``first..last`` (1-based, inclusive) on a residual stream ``[batch, T, d_model]``.
+
+    With ``embed`` and ``unembed`` this splits a forward pass anywhere, so a residual
+    state can be inspected or patched between layers (activation patching):
+
+    >>> from superpose import Task, TaskSet, Prompt, Example, build, tokenize
+    >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
+    >>> model = build(tasks, max_examples=2)
+    >>> tokens = tokenize(tasks, Prompt([Example([0], 1)], query=[2]))[None, :]
+    >>> h = apply_layers(model, embed(model, tokens), 1, 5)
+    >>> float(h[0, -1, model.layout.at("mix", 1)])      # the one example fits "inc"
+    1.0
+    >>> h[0, -1, model.layout["mix"].slice] = [0.25, 0.75]   # patch a different mixture in
+    >>> unembed(model, apply_layers(model, h, 6, 7))[0, -1].tolist()
+    [0.75, 0.0, 0.25]
+    """
+    dtype = _dtype(dtype)
+    if not 1 <= first <= last <= model.config.n_layers:
+        raise ValueError(f"layers must satisfy 1 <= first <= last <= {model.config.n_layers}, got {first}..{last}")
+    with jax.enable_x64(dtype == "float64"):
+        out = _apply_layers(model.config, device_params(model, dtype), jnp.asarray(resid, dtype=dtype), first, last)
+        return np.array(out)
+
+
+def unembed(model: SuperposeModel, resid: np.ndarray, dtype: str = "float64") -> np.ndarray:
+    """The linear readout ``resid W_U + b_U`` of a residual stream ``[batch, T, d_model]``."""
+    dtype = _dtype(dtype)
+    with jax.enable_x64(dtype == "float64"):
+        return np.array(_apply_unembed(model.config, device_params(model, dtype), jnp.asarray(resid, dtype=dtype)))
