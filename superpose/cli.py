@@ -36,7 +36,7 @@ from superpose.setting import (
 
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
 # its parsers with set_defaults(func=...) returning an exit code.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("superpose.train.cli",)
 
 
 class _UsageError(Exception):

@@ -1,0 +1,106 @@
+"""``superpose train`` and ``superpose evaluate-mixtures``."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from superpose.setting import load_json_file
+
+from .trainer import TrainConfig, TrainConfigError, load_checkpoint, train
+
+OVERRIDABLE = ("steps", "seed", "d_model", "n_layers", "n_heads", "batch_size", "learning_rate",
+               "n_examples", "eval_every", "checkpoint_every")
+
+
+def _config(args) -> TrainConfig:
+    data = load_json_file(args.config, "--config") if args.config else {}
+    if not isinstance(data, dict):
+        raise TrainConfigError(f"--config: {args.config} must hold a JSON object of TrainConfig fields")
+    for name in OVERRIDABLE:
+        value = getattr(args, name)
+        if value is not None:
+            data[name] = value
+    return TrainConfig.from_dict(data)
+
+
+def _cmd_train(args) -> int:
+    from tqdm import tqdm
+
+    config = _config(args)
+    bar = tqdm(total=config.steps, desc="train", unit="step", disable=args.quiet)
+    start_step = load_checkpoint(args.out).step if args.resume else 0
+    bar.update(start_step)
+
+    def progress(step, stats):
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
+
+    started = time.perf_counter()
+    result = train(config, args.out, resume=args.resume, progress=progress)
+    bar.close()
+    final = result.final
+    summary = {"config": config.__dict__, "seconds_this_run": time.perf_counter() - started,
+               "resumed_from_step": start_step, "final": final, "cpu_count": os.cpu_count()}
+    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"step {result.step}: eval loss {final.get('eval_loss', float('nan')):.4f}, in-context accuracy "
+          f"(after {config.n_examples} examples) {final.get('accuracy_last', float('nan')):.3f}; "
+          f"wrote {args.out}/checkpoint.* and metrics.json")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .mixtures import constructed_probabilities, evaluate_mixtures, plot_calibration, trained_probabilities
+
+    runs = [load_checkpoint(path) for path in args.checkpoint]
+    tasks = runs[0].config.tasks
+    for path, run in zip(args.checkpoint, runs):
+        if run.config.tasks != tasks or run.config.n_examples != runs[0].config.n_examples:
+            raise TrainConfigError(f"{path}: trained on a different task family than {args.checkpoint[0]}")
+    m = runs[0].config.n_examples
+    models = {}
+    for path, run in zip(args.checkpoint, runs):
+        c = run.config
+        models[f"trained d{c.d_model} L{c.n_layers} ({os.path.basename(os.path.normpath(path))})"] = \
+            trained_probabilities(c, run.params)
+    models["constructed (7 layers)"] = constructed_probabilities(tasks, m)
+    subsets = [tuple(int(k) for k in s.split(",")) for s in args.subsets]
+    for s in subsets:
+        if len(set(s)) != len(s) or not all(0 <= k < tasks.K for k in s):
+            raise TrainConfigError(f"--subsets: {s} must be distinct task indices in 0..{tasks.K - 1}")
+    results = evaluate_mixtures(tasks, models, m, subsets, args.prompts_per_point, args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "mixtures.json"), "w") as f:
+        json.dump({"n_examples": m, "prompts_per_point": args.prompts_per_point, "results": results}, f, indent=1)
+    plot_calibration(results, os.path.join(args.out, "calibration.png"))
+    print(f"{'model':44s} {'tasks':>6s} {'slope':>6s} {'R^2':>6s} {'KL':>7s} {'off-task':>8s}")
+    for name, by_subset in results.items():
+        for subset, cal in by_subset.items():
+            print(f"{name:44s} {subset:>6s} {cal['slope']:6.3f} {cal['r2']:6.3f} {cal['kl']:7.4f} "
+                  f"{cal['off_task_mass']:8.4f}")
+    print(f"wrote {args.out}/mixtures.json and calibration.png")
+    return 0
+
+
+def register(subparsers) -> None:
+    t = subparsers.add_parser("train", help="train a small transformer on single-task prompts")
+    t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
+    t.add_argument("--out", required=True, help="checkpoint directory")
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    for name in OVERRIDABLE:
+        kind = float if name == "learning_rate" else int
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+    t.set_defaults(func=_cmd_train)
+
+    e = subparsers.add_parser("evaluate-mixtures",
+                              help="calibration of trained checkpoints and the constructed model on mixed prompts")
+    e.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint directories from `superpose train`")
+    e.add_argument("--out", required=True, help="directory for mixtures.json and calibration.png")
+    e.add_argument("--subsets", nargs="+", default=["0,1", "0,1,2"], help="task subsets, e.g. 0,1 0,1,2")
+    e.add_argument("--prompts-per-point", type=int, default=8)
+    e.add_argument("--seed", type=int, default=0)
+    e.set_defaults(func=_cmd_evaluate)
+

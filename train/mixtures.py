@@ -1,0 +1,141 @@
+"""Calibration on mixed prompts: probability on each task's answer vs that task's share.
+
+For a subset of tasks (2 or 3 of them) and every way of splitting ``m`` examples among
+them (a grid of proportions), ``prompts_per_point`` prompts are drawn
+(``data.mixed_prompt``: every example fits its own task only, and the query's answers
+differ across tasks). For each prompt, with shares ``pi_k`` and the model's
+probabilities ``q_k`` on the tasks' answers at the query:
+
+* calibration line: least squares ``q = slope * pi + intercept`` over all (pi_k, q_k),
+  and its ``R^2``;
+* ``KL(pi || q / sum q)``: the paper's metric, the divergence of the model's
+  probabilities on the tasks' answers (renormalised over them) from the task
+  proportions; tasks with ``pi_k = 0`` contribute nothing;
+* ``off_task_mass = 1 - sum_k q_k``: probability left on answers of no task.
+
+The constructed model (``superpose.build`` on the same task set) is measured on the
+same prompts; its numbers should be exact (slope 1, R^2 1, KL 0, off-task mass 0).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Callable, Sequence
+
+import numpy as np
+
+from superpose.setting import Prompt, TaskSet
+
+from .data import mixed_prompt, prompt_tokens
+
+ProbabilityFn = Callable[[Sequence[Prompt]], np.ndarray]  # prompts -> [N, d] probs at the query
+
+
+def proportion_grid(n_examples: int, n_tasks: int) -> list[tuple[int, ...]]:
+    """Every split of ``n_examples`` examples among ``n_tasks`` tasks (counts summing to m)."""
+    return [c for c in itertools.product(range(n_examples + 1), repeat=n_tasks) if sum(c) == n_examples]
+
+
+def trained_probabilities(config, params) -> ProbabilityFn:
+    """Softmax over the trained model's logits at the query's ARROW (prompts padded to one length)."""
+    import jax
+
+    from .model import GPT
+
+    model = GPT(config.model_config)
+    apply = jax.jit(lambda p, t: model.apply({"params": p}, t))
+
+    def probabilities(prompts: Sequence[Prompt]) -> np.ndarray:
+        tasks = config.tasks
+        rows = [prompt_tokens(tasks, p) for p in prompts]
+        lengths = {len(r) for r in rows}
+        out = np.zeros((len(rows), tasks.vocab_size))
+        for length in lengths:
+            idx = [i for i, r in enumerate(rows) if len(r) == length]
+            logits = np.asarray(apply(params, np.stack([rows[i] for i in idx])))[:, -1]
+            probs = np.exp(logits - logits.max(-1, keepdims=True))
+            probs /= probs.sum(-1, keepdims=True)
+            out[idx] = probs[:, : tasks.vocab_size]
+        return out
+
+    return probabilities
+
+
+def constructed_probabilities(tasks: TaskSet, max_examples: int, dtype: str = "float64") -> ProbabilityFn:
+    from superpose import build
+
+    model = build(tasks, max_examples=max_examples)
+    return lambda prompts: np.stack([out[-1] for out in model.run(list(prompts), dtype=dtype)])
+
+
+def calibration(tasks: TaskSet, probabilities: ProbabilityFn, task_ids: Sequence[int], n_examples: int,
+                prompts_per_point: int, seed: int = 0) -> dict:
+    """Calibration metrics of one model for one subset of tasks (see the module docstring)."""
+    rng = np.random.default_rng([seed, *task_ids])
+    grid = proportion_grid(n_examples, len(task_ids))
+    prompts, answers, shares = [], [], []
+    for counts in grid:
+        for _ in range(prompts_per_point):
+            prompt, task_answers = mixed_prompt(tasks, list(task_ids), list(counts), rng)
+            prompts.append(prompt)
+            answers.append(task_answers)
+            shares.append(np.array(counts) / n_examples)
+    probs = probabilities(prompts)
+    q = np.array([[row[a] for a in ans] for row, ans in zip(probs, answers)])
+    pi = np.array(shares)
+    slope, intercept = np.polyfit(pi.ravel(), q.ravel(), 1)
+    residual = q.ravel() - (slope * pi.ravel() + intercept)
+    total = q.ravel() - q.ravel().mean()
+    r2 = 1 - float(residual @ residual) / float(total @ total) if float(total @ total) > 0 else 1.0
+    q_hat = q / q.sum(1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        kl_terms = np.where(pi > 0, pi * np.log(pi / q_hat), 0.0)
+    points = [{"counts": list(c), "share": list(np.array(c) / n_examples),
+               "mean_probability": q[i * prompts_per_point:(i + 1) * prompts_per_point].mean(0).tolist()}
+              for i, c in enumerate(grid)]
+    return {
+        "tasks": [tasks.tasks[k].name for k in task_ids],
+        "n_prompts": len(prompts),
+        "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
+        "kl": float(max(kl_terms.sum(1).mean(), 0.0)),
+        "off_task_mass": float(1 - q.sum(1).mean()),
+        "points": points,
+    }
+
+
+def evaluate_mixtures(tasks: TaskSet, models: dict[str, ProbabilityFn], n_examples: int,
+                      subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1, 2)),
+                      prompts_per_point: int = 8, seed: int = 0) -> dict:
+    """``{model name: {subset label: calibration}}`` on the same prompts for every model."""
+    return {name: {"+".join(map(str, s)): calibration(tasks, fn, s, n_examples, prompts_per_point, seed)
+                   for s in subsets}
+            for name, fn in models.items()}
+
+
+def plot_calibration(results: dict, path: str) -> None:
+    """One panel per task subset: mean probability on each task's answer vs its share."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    subsets = list(next(iter(results.values())))
+    fig, axes = plt.subplots(1, len(subsets), figsize=(5 * len(subsets), 4.4), squeeze=False)
+    markers = "osd^v<>"
+    for ax, subset in zip(axes[0], subsets):
+        ax.plot([0, 1], [0, 1], color="0.75", lw=1, zorder=0)
+        for j, (name, by_subset) in enumerate(results.items()):
+            cal = by_subset[subset]
+            share = np.array([p["share"] for p in cal["points"]]).ravel()
+            prob = np.array([p["mean_probability"] for p in cal["points"]]).ravel()
+            ax.scatter(share, prob, s=18, marker=markers[j % len(markers)], alpha=0.75,
+                       label=f"{name}: slope {cal['slope']:.2f}, R² {cal['r2']:.2f}, KL {cal['kl']:.3f}")
+        ax.set_title(" + ".join(cal["tasks"]), fontsize=9)
+        ax.set_xlabel("task's share of the in-context examples")
+        ax.set_ylabel("probability on the task's answer")
+        ax.set_xlim(-0.03, 1.03)
+        ax.set_ylim(-0.03, 1.03)
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

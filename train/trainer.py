@@ -1,0 +1,220 @@
+"""Train the small GPT on single-task prompts with optax; checkpoints, resume, deterministic seed.
+
+Determinism: the batch of step ``i`` is drawn from ``np.random.default_rng([seed, i])``
+and the initial parameters from ``jax.random.key(seed)``, so a run resumed from a
+checkpoint continues exactly as the uninterrupted run would.
+
+Checkpoints are ``checkpoint.msgpack`` (``flax.serialization`` of params, optimizer state
+and step) next to ``checkpoint.json`` (config, step, metrics so far).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import serialization
+
+from superpose.setting import SuperposeError
+
+from .data import Batch, retrieval_tasks, single_task_batch
+from .model import GPT, GPTConfig
+
+
+class TrainConfigError(SuperposeError):
+    """A training configuration value is out of range or unknown."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    vocab_size: int = 16
+    slots: int = 3
+    n_examples: int = 10          # examples per training prompt (the loss is on every answer)
+    d_model: int = 64
+    n_layers: int = 3
+    n_heads: int = 4
+    batch_size: int = 32
+    steps: int = 4000
+    learning_rate: float = 1e-3
+    warmup_steps: int = 200
+    weight_decay: float = 0.01
+    seed: int = 0
+    eval_every: int = 250
+    eval_prompts: int = 512
+    checkpoint_every: int = 500
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = set(data) - set(known)
+        if unknown:
+            raise TrainConfigError(f"config: unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        config = cls(**data)
+        config.validate()
+        return config
+
+    def validate(self) -> None:
+        for name in ("vocab_size", "slots", "n_examples", "d_model", "n_layers", "n_heads", "batch_size",
+                     "steps", "eval_every", "eval_prompts", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TrainConfigError(f"{name}: must be a positive integer, got {value!r}")
+        if self.vocab_size <= self.slots:
+            raise TrainConfigError(f"vocab_size: must exceed slots ({self.slots}), got {self.vocab_size}")
+        if self.d_model % self.n_heads:
+            raise TrainConfigError(f"d_model: {self.d_model} is not divisible by n_heads = {self.n_heads}")
+        if not self.learning_rate > 0:
+            raise TrainConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
+
+    @property
+    def tasks(self):
+        return retrieval_tasks(self.vocab_size, self.slots)
+
+    @property
+    def n_ctx(self) -> int:
+        """Room for training prompts and for mixed prompts of up to n_examples examples plus a query."""
+        return (self.n_examples + 1) * (self.slots + 2)
+
+    @property
+    def model_config(self) -> GPTConfig:
+        return GPTConfig(vocab_size=self.vocab_size + 2, n_ctx=self.n_ctx, d_model=self.d_model,
+                         n_layers=self.n_layers, n_heads=self.n_heads)
+
+
+@dataclass
+class TrainResult:
+    config: TrainConfig
+    params: Any
+    opt_state: Any
+    step: int
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def final(self) -> dict:
+        return self.history[-1] if self.history else {}
+
+
+def _optimizer(config: TrainConfig):
+    warmup = min(config.warmup_steps, config.steps // 2)  # short runs (tests) still decay
+    schedule = optax.warmup_cosine_decay_schedule(
+        0.0, config.learning_rate, warmup, config.steps, config.learning_rate / 20)
+    return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=config.weight_decay))
+
+
+def answer_loss(logits, positions, answers):
+    """Mean next-token cross-entropy at the ARROW positions (predicting each answer)."""
+    logp = jax.nn.log_softmax(logits[:, positions], axis=-1)
+    return -jnp.take_along_axis(logp, answers[..., None], axis=-1).mean()
+
+
+def make_step(config: TrainConfig):
+    model = GPT(config.model_config)
+    optimizer = _optimizer(config)
+
+    @jax.jit
+    def step(params, opt_state, tokens, positions, answers):
+        def loss_fn(p):
+            return answer_loss(model.apply({"params": p}, tokens), positions, answers)
+
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return model, optimizer, step
+
+
+def batch_for_step(config: TrainConfig, step: int) -> Batch:
+    return single_task_batch(config.tasks, config.batch_size, config.n_examples,
+                             np.random.default_rng([config.seed, step]))
+
+
+def evaluate(config: TrainConfig, params) -> dict:
+    """In-context accuracy on fresh single-task prompts (fixed seed): after the last
+    example and after each number of examples, argmax over content tokens."""
+    batch = single_task_batch(config.tasks, config.eval_prompts, config.n_examples,
+                              np.random.default_rng([config.seed, 10 ** 9]))
+    logits = np.asarray(GPT(config.model_config).apply({"params": params}, batch.tokens))
+    content = logits[:, batch.answer_positions, : config.vocab_size]
+    correct = content.argmax(-1) == batch.answers
+    logp = jax.nn.log_softmax(logits[:, batch.answer_positions], axis=-1)
+    loss = float(-np.take_along_axis(np.asarray(logp), batch.answers[..., None], axis=-1).mean())
+    per_task = {config.tasks.tasks[k].name: float(correct[batch.task_ids == k, -1].mean())
+                for k in range(config.tasks.K) if (batch.task_ids == k).any()}
+    return {"eval_loss": loss, "accuracy_last": float(correct[:, -1].mean()),
+            "accuracy_by_examples_seen": correct.mean(0).round(4).tolist(), "accuracy_by_task": per_task}
+
+
+def _save(path: str, config: TrainConfig, params, opt_state, step: int, history: list[dict]) -> None:
+    os.makedirs(path, exist_ok=True)
+    tmp = os.path.join(path, "checkpoint.msgpack.tmp")
+    with open(tmp, "wb") as f:
+        f.write(serialization.to_bytes({"params": params, "opt_state": opt_state}))
+    os.replace(tmp, os.path.join(path, "checkpoint.msgpack"))  # atomic: never a half-written checkpoint
+    with open(os.path.join(path, "checkpoint.json"), "w") as f:
+        json.dump({"config": asdict(config), "step": step, "history": history}, f, indent=1)
+
+
+def load_checkpoint(path: str) -> TrainResult:
+    """Read ``checkpoint.json`` + ``checkpoint.msgpack`` written by ``train``."""
+    try:
+        with open(os.path.join(path, "checkpoint.json")) as f:
+            meta = json.load(f)
+        config = TrainConfig.from_dict(meta["config"])
+        with open(os.path.join(path, "checkpoint.msgpack"), "rb") as f:
+            blob = f.read()
+    except (OSError, ValueError, KeyError) as e:
+        raise TrainConfigError(f"{path}: no readable checkpoint ({e})") from None
+    params, opt_state = _initial_state(config)
+    try:
+        state = serialization.from_bytes({"params": params, "opt_state": opt_state}, blob)
+    except Exception as e:  # msgpack raises several types for truncated data
+        raise TrainConfigError(f"{path}: checkpoint.msgpack is corrupt ({type(e).__name__})") from None
+    return TrainResult(config, state["params"], state["opt_state"], int(meta["step"]), list(meta["history"]))
+
+
+def _initial_state(config: TrainConfig):
+    model, optimizer, _ = make_step(config)
+    tokens = jnp.zeros((1, config.n_ctx), dtype=jnp.int32)
+    params = model.init(jax.random.key(config.seed), tokens)["params"]
+    return params, optimizer.init(params)
+
+
+def train(config: TrainConfig, out_dir: str | None = None, resume: bool = False,
+          progress: Callable[[int, dict], None] | None = None, stop_after: int | None = None) -> TrainResult:
+    """Train for ``config.steps`` steps (or until ``stop_after``), checkpointing into ``out_dir``."""
+    config.validate()
+    _, _, step_fn = make_step(config)
+    if resume:
+        if out_dir is None:
+            raise TrainConfigError("resume: needs the checkpoint directory")
+        loaded = load_checkpoint(out_dir)
+        if loaded.config != config:
+            raise TrainConfigError(f"{out_dir}: checkpoint was trained with a different config")
+        params, opt_state, start, history = loaded.params, loaded.opt_state, loaded.step, loaded.history
+    else:
+        params, opt_state = _initial_state(config)
+        start, history = 0, []
+    last = min(config.steps, stop_after) if stop_after is not None else config.steps
+    started = time.perf_counter()
+    losses: list[float] = []
+    for step in range(start, last):
+        batch = batch_for_step(config, step)
+        params, opt_state, loss = step_fn(params, opt_state, batch.tokens, batch.answer_positions, batch.answers)
+        losses.append(float(loss))
+        done = step + 1
+        if done % config.eval_every == 0 or done == config.steps:
+            record = {"step": done, "train_loss": float(np.mean(losses[-config.eval_every:])),
+                      "seconds": time.perf_counter() - started, **evaluate(config, params)}
+            history.append(record)
+        if progress is not None:
+            progress(done, {"loss": float(loss), **({"acc": history[-1]["accuracy_last"]} if history else {})})
+        if out_dir is not None and (done % config.checkpoint_every == 0 or done == last):
+            _save(out_dir, config, params, opt_state, done, history)
+    return TrainResult(config, params, opt_state, last, history)
