@@ -50,7 +50,8 @@ def build(ctx: Context) -> Layer:
 
     return Layer(
         2, "check examples",
-        attention_does="head k attends to slot a_k of the example (t - (s+1-a_k)) and writes one-hot g_k(x) into fetch[k]",
+        attention_does=("head k attends to slot a_k of the example (t - (s+1-a_k)) "
+                        "and writes one-hot g_k(x) into fetch[k]"),
         mlp_does="match_raw[k] = fetch[k, y] at answer positions; erase fetch",
         reads=("token", "pos_cos", "pos_sin", "is_answer", "fetch"),
         writes=("fetch", "match_raw"),

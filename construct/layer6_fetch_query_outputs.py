@@ -31,7 +31,8 @@ def build(ctx: Context) -> Layer:
                       {"x": form(lay, ("fetch", k, v))}, form(lay, ("task_out", k, v)))
     return Layer(
         6, "fetch query outputs",
-        attention_does="head k attends to slot a_k of the current input (t - (s-a_k)) and writes one-hot g_k(x) into fetch[k]",
+        attention_does=("head k attends to slot a_k of the current input (t - (s-a_k)) "
+                        "and writes one-hot g_k(x) into fetch[k]"),
         mlp_does="task_out = snap(fetch)",
         reads=("token", "pos_cos", "pos_sin", "fetch"),
         writes=("fetch", "task_out"),

@@ -26,7 +26,6 @@ from superpose.demo import digit_tasks, mixed_prompt
 from superpose.setting import (
     InputFileError,
     Prompt,
-    PromptError,
     SuperposeError,
     TaskSet,
     load_json_file,

@@ -83,8 +83,9 @@ def load(path: str, expect_tasks: TaskSet | None = None) -> SuperposeModel:
     except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError, UnicodeDecodeError) as e:
         raise WeightsFileError(f"{path}: unreadable or truncated weights file ({type(e).__name__}: {e})") from None
 
-    if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise WeightsFileError(f"{path}: unknown format {metadata.get('format') if isinstance(metadata, dict) else None!r}, expected {FORMAT!r}")
+    found = metadata.get("format") if isinstance(metadata, dict) else None
+    if found != FORMAT:
+        raise WeightsFileError(f"{path}: unknown format {found!r}, expected {FORMAT!r}")
     try:
         tasks = TaskSet.from_json(metadata["tasks"])
         config = ModelConfig(**metadata["config"])

@@ -337,6 +337,7 @@ def load_json_file(path: str, what: str) -> Any:
     except FileNotFoundError:
         raise InputFileError(f"{what}: file not found: {path}") from None
     except json.JSONDecodeError as e:
-        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        where = f"line {e.lineno}, column {e.colno}"
+        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg} at {where})") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputFileError(f"{what}: cannot read {path}: {e}") from None

@@ -73,7 +73,8 @@ def single_task_batch(tasks: TaskSet, batch_size: int, n_examples: int, rng: np.
     return Batch(tokens, positions, y.astype(np.int32), task_ids)
 
 
-def mixed_prompt(tasks: TaskSet, task_ids: list[int], counts: list[int], rng: np.random.Generator) -> tuple[Prompt, list[int]]:
+def mixed_prompt(tasks: TaskSet, task_ids: list[int], counts: list[int],
+                 rng: np.random.Generator) -> tuple[Prompt, list[int]]:
     """A prompt with ``counts[j]`` examples of task ``task_ids[j]`` in random order, and a query.
 
     Every example fits its own task only (inputs are redrawn until no other task of
