@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test clean
+.PHONY: install demo test examples emergence clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+examples: $(STAMP)
+	$(BIN)/superpose examples
+
+# The emergence experiment (issue 6): three model sizes, then calibration on mixed prompts.
+emergence: $(STAMP)
+	for size in small default large; do \
+	  $(BIN)/superpose train --config train/configs/$$size.json --out train/results/$$size || exit 1; \
+	done
+	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/small train/results/default \
+	  train/results/large --out train/results
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

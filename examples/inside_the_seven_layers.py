@@ -1,0 +1,149 @@
+"""Example 2 -- inside the seven layers: one small prompt traced through the model.
+
+Every dimension of the residual stream has a name (``is_answer``, ``match[copy]``,
+``mix[next digit]``, ...), so after each sublayer we can print exactly what it wrote:
+only the entries that changed, with their labels, position by position. Read top to
+bottom, the trace is the algorithm:
+
+1. find the answer positions,  2. check each example against each task,
+3. snap the checks and count the tasks each example fits,  4. cast votes,
+5. tally the votes into the task mixture,  6. fetch every task's output on the input,
+7. weight each task's output by its share and sum.
+
+The attention patterns of the heads that are used are drawn as heatmaps: the
+look-back heads are a sharp off-diagonal line; the tally head spreads its weight
+evenly over the answers that fit some task.
+
+Run: ``python examples/inside_the_seven_layers.py`` (figure in ``examples/figures``).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from superpose import Example, Prompt, build
+from superpose.demo import digit_tasks
+from superpose.examples.common import (DEFAULT_OUT, fraction_text, plt, residual_after, run_as_script,
+                                       save_figure, trace)
+
+# Soft attention leaks about e^(-2 beta) ~ 4e-44 (beta = 50) onto other positions;
+# entries smaller than this are not "changes" worth printing.
+TOLERANCE = 1e-9
+
+IN_WORDS = {
+    1: "an answer is the token right after an ARROW.",
+    2: "head k fetches task k's output on the example's input; the MLP compares it with the "
+       "given answer, then wipes the scratch block fetch (layer 6 reuses it).",
+    3: "turn the checks into exact bits and count how many tasks fit each example.",
+    4: "an example that fits C tasks gives each of them a vote of 1/C.",
+    5: "average the votes of all earlier answers (before any answer: the prior 1/K).",
+    6: "every task's answer on the current input, as exact bits.",
+    7: "out[v] = sum over tasks of mix[k] * [task k answers v]; this is the readout.",
+}
+
+
+@dataclass
+class LayerTrace:
+    tokens: list[str]                          # token names, position by position
+    # changes[layer]["attention" | "mlp"][position] = {residual label: value}
+    changes: dict[int, dict[str, dict[int, dict[str, float]]]]
+    patterns: dict[tuple[int, int], np.ndarray]  # (layer, head) -> attention pattern [query, key]
+    readout: np.ndarray                        # model output at every position, [T, d]
+    figures: list[Path] = field(default_factory=list)
+
+
+def small_prompt() -> Prompt:
+    """Two copy examples, one next-digit, one to-word; query 7 -> mixture 1/2, 1/4, 1/4."""
+    return Prompt([Example([3], 3), Example([1], 1), Example([5], 6), Example([2], 12)], query=[7])
+
+
+def readable(model, label: str) -> str:
+    """A residual label with task and token names: ``fetch[1,8]`` -> ``fetch[next digit,8]``."""
+    name, _, index = label.partition("[")
+    if not index:
+        return label
+    tasks, parts = model.tasks, index.rstrip("]").split(",")
+    by_task = {"fetch", "match_raw", "match", "vote", "mix", "task_out"}
+    by_token = {"fetch": 1, "task_out": 1, "out": 0, "token": 0}
+    if name in by_task:
+        parts[0] = tasks.tasks[int(parts[0])].name
+    if name in by_token and parts[by_token[name]].isdigit():
+        parts[by_token[name]] = tasks.name_of(int(parts[by_token[name]]))
+    return f"{name}[{','.join(parts)}]"
+
+
+def changed_entries(model, delta: np.ndarray) -> dict[int, dict[str, float]]:
+    """Position -> {label: value} of the entries of ``delta [T, d_model]`` above TOLERANCE."""
+    return {t: entries for t in range(len(delta)) if (entries := model.layout.nonzero(delta[t], TOLERANCE))}
+
+
+def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LayerTrace:
+    """Inside the seven layers: what each sublayer writes, and every head's attention pattern.
+
+    The prompt is already small, so ``small`` changes nothing here.
+    """
+    tasks, prompt = digit_tasks(), small_prompt()
+    model = build(tasks, max_examples=prompt.n_examples)
+    tokens, readout, cache = trace(model, prompt)
+    names = [tasks.name_of(int(x)) for x in tokens]
+
+    print("Example 2: inside the seven layers\n")
+    print(f"Tasks: {', '.join(t.name for t in tasks.tasks)}.  Prompt of {len(tokens)} tokens:")
+    print("  " + "  ".join(f"{t}:{n}" for t, n in enumerate(names)))
+    print(f"Residual stream: {model.config.d_model} named dimensions; below, each sublayer's "
+          f"non-zero writes (|change| > {TOLERANCE:g}), as position: label = value.\n")
+
+    changes: dict[int, dict[str, dict[int, dict[str, float]]]] = {}
+    patterns: dict[tuple[int, int], np.ndarray] = {}
+    for layer in model.layers:
+        i = layer.number
+        before = residual_after(cache, i - 1)
+        middle = cache[f"layer_{i}"]["resid_mid"][0]
+        after = residual_after(cache, i)
+        changes[i] = {"attention": changed_entries(model, middle - before),
+                      "mlp": changed_entries(model, after - middle)}
+        for h, head in enumerate(layer.attention.heads):
+            patterns[(i, h)] = cache[f"layer_{i}"]["pattern"][0, h]
+
+        print(f"Layer {i} ({layer.title}): {IN_WORDS[i]}")
+        for part, does in (("attention", layer.attention_does), ("mlp", layer.mlp_does)):
+            print(f"  {'attention' if part == 'attention' else 'MLP'}: {does}")
+            for t, entries in changes[i][part].items():
+                written = "  ".join(f"{readable(model, k)}={fraction_text(v)}" for k, v in entries.items())
+                print(f"    t={t:>2} {names[t]:>5}:  {written}")
+        print()
+
+    answer = ", ".join(f"{tasks.name_of(v)}: {fraction_text(p)}"
+                       for v, p in enumerate(readout[-1]) if abs(p) > TOLERANCE)
+    print(f"Readout at the query's ARROW: {answer}")
+
+    figures = [save_figure(_figure(model, names, patterns), out_dir, "inside_the_seven_layers.png")]
+    print(f"\nFigure: {figures[0]}")
+    return LayerTrace(names, changes, patterns, readout, figures)
+
+
+def _figure(model, names, patterns):
+    columns = 4
+    rows = -(-len(patterns) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4 * columns, 4.1 * rows))
+    for ax, ((layer, head), pattern) in zip(axes.flat, patterns.items()):
+        ax.imshow(pattern, cmap="Blues", vmin=0, vmax=1)
+        ticks = range(len(names))
+        ax.set_xticks(ticks, names, rotation=90, fontsize=7)
+        ax.set_yticks(ticks, names, fontsize=7)
+        label = model.layers[layer - 1].attention.heads[head].label
+        ax.set_title(textwrap.fill(f"layer {layer} head {head}: {label.split(', apply')[0]}", 44), fontsize=8)
+        ax.set_xlabel("key (attended to)", fontsize=7)
+        ax.set_ylabel("query position", fontsize=7)
+    for ax in list(axes.flat)[len(patterns):]:
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+if __name__ == "__main__":
+    run_as_script(main)
