@@ -116,8 +116,11 @@ def _total(K: int, T: int, L: int, beta: float, u: float) -> tuple[float, float]
     e_valid = (8 * K + 6) * g(K + 2)
     e_vote = (1 + math.log(K)) * (e_snap + e_ind + 4 * g(3)) + 2 * g(K)
 
-    ek = (1 + e_valid) * (1 + u) - 1
-    w = math.exp(4 * beta * ek * (1 + u)) * (1 + 4 * u) - 1
+    # ek = (1 + e_valid)(1 + u) - 1 and w = exp(4 beta ek (1 + u))(1 + 4u) - 1, evaluated without
+    # cancellation: subtracting 1 in floating point would lose up to u/ek (a few percent) of both
+    # and could report a total below the formula's value.
+    ek = e_valid + u + e_valid * u
+    w = math.expm1(4 * beta * ek * (1 + u)) * (1 + 4 * u) + 4 * u
     lam1 = math.exp(-beta * (1 - 2 * ek)) * (1 + 4 * u)
     lam2 = math.exp(-2 * beta * (1 - ek)) * (1 + 4 * u)
     lam0 = math.exp(-beta) * (1 + 4 * u)

@@ -20,10 +20,27 @@ convex combination of 0/1 values), so layer 6 can reuse it.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from .gadgets import conjunction, passthrough
 from .positional import add_look_back
 from .residual import Context
 from .weights import AttentionBuilder, Layer, MLPBuilder, form
+
+
+def add_task_fetch_heads(attention: AttentionBuilder, ctx: Context, offset_of_slot: Callable[[int], int]) -> None:
+    """Head k looks back ``offset_of_slot(a_k)`` positions and writes one-hot ``g_k(token)`` into ``fetch[k]``.
+
+    The OV circuit is task k's table as a 0/1 matrix: value = one-hot content token
+    ``w``, output ``fetch[k, g_k(w)]``. Layer 6 uses the same heads with other offsets.
+    """
+    lay = ctx.layout
+    for k, task in enumerate(ctx.tasks.tasks):
+        offset = offset_of_slot(task.slot)
+        head = attention.head(f"task {k} ({task.name}): look back {offset} to slot {task.slot}, apply table")
+        add_look_back(head, lay, offset=offset, sharpness=ctx.sharpness)
+        for w in range(ctx.tasks.vocab_size):
+            head.ov(form(lay, ctx.token(w)), form(lay, ("fetch", k, task.table[w])))
 
 
 def build(ctx: Context) -> Layer:
@@ -31,11 +48,7 @@ def build(ctx: Context) -> Layer:
     s, d = tasks.slots, tasks.vocab_size
     attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
 
-    for k, task in enumerate(tasks.tasks):
-        head = attention.head(f"task {k} ({task.name}): look back {s + 1 - task.slot} to slot {task.slot}, apply table")
-        add_look_back(head, lay, offset=s + 1 - task.slot, sharpness=ctx.sharpness)
-        for w in range(d):
-            head.ov(form(lay, ctx.token(w)), form(lay, ("fetch", k, task.table[w])))
+    add_task_fetch_heads(attention, ctx, offset_of_slot=lambda a: s + 1 - a)  # from the example's answer
 
     for k in range(tasks.K):
         for v in range(d):

@@ -11,7 +11,7 @@ MLP: ``task_out[k, v] = snap(fetch[k, v])`` -- exact bits.
 from __future__ import annotations
 
 from .gadgets import snap
-from .positional import add_look_back
+from .layer2_check_examples import add_task_fetch_heads
 from .residual import Context
 from .weights import AttentionBuilder, Layer, MLPBuilder, form
 
@@ -20,11 +20,7 @@ def build(ctx: Context) -> Layer:
     lay, tasks = ctx.layout, ctx.tasks
     s, d = tasks.slots, tasks.vocab_size
     attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
-    for k, task in enumerate(tasks.tasks):
-        head = attention.head(f"task {k} ({task.name}): look back {s - task.slot} to slot {task.slot}, apply table")
-        add_look_back(head, lay, offset=s - task.slot, sharpness=ctx.sharpness)
-        for w in range(d):
-            head.ov(form(lay, ctx.token(w)), form(lay, ("fetch", k, task.table[w])))
+    add_task_fetch_heads(attention, ctx, offset_of_slot=lambda a: s - a)  # from the prediction position
     for k in range(tasks.K):
         for v in range(d):
             mlp.place(snap(), f"task_out[{k},{v}] = snap(fetch[{k},{v}])",
