@@ -6,13 +6,7 @@ stream of ``residual.make_layout``; ``bound.error_bound`` bounds the output erro
 """
 
 from .bound import ErrorBound, error_bound
-from .build import (
-           DEFAULT_MAX_EXAMPLES,
-           DEFAULT_SHARPNESS,
-           ModelConfig,
-           SuperposeModel,
-           build,
-)
+from .build import DEFAULT_MAX_EXAMPLES, DEFAULT_SHARPNESS, ModelConfig, SuperposeModel, build
 from .residual import d_model_formula
 
 __all__ = ["build", "SuperposeModel", "ModelConfig", "error_bound", "ErrorBound", "d_model_formula",
