@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install demo test examples emergence clean
+.PHONY: install demo test examples prove emergence clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+prove: $(STAMP)
+	$(BIN)/superpose prove
 
 examples: $(STAMP)
 	$(BIN)/superpose examples

@@ -49,8 +49,11 @@ def n_frequencies(max_len: int) -> int:
 def positional_table(max_len: int, L: int) -> np.ndarray:
     """``(max_len, 2L)`` table: columns ``cos(pi t/2^b)`` for b < L, then ``sin(pi t/2^b)``.
 
-    Computed in float64 with exact argument reduction (``t mod 2^{b+1}``) so that every
-    entry is the correctly rounded value of the exact cosine/sine.
+    Computed in float64 with exact argument reduction (``t mod 2^{b+1}``), so the angle errs
+    by at most about ``2 pi * 1.4 u`` (``u = 2^-53``) whatever ``t`` is. The entries are close
+    to, but not always, the correctly rounded values: ``sin(pi)`` is stored as ``1.2e-16``,
+    not 0, and for ``L <= 13`` the largest error over all ``t`` is ``6.2 u`` (measured with
+    80-bit mpmath).
     """
     t = np.arange(max_len, dtype=np.int64)[:, None]
     period = 2 ** (np.arange(L, dtype=np.int64) + 1)[None, :]

@@ -1,0 +1,88 @@
+"""The small task sets, models and prompts the checks run on by default.
+
+Small enough for exact arithmetic (prompts of at most 16 tokens, so L = 4), and chosen
+to exercise every case of the theorem: an example consistent with one task, with two,
+with all three (votes 1/C for C = 1, 2, 3), noise examples, a prompt with no consistent
+example (uniform prior), the empty prompt, tasks reading different slots (look-backs 1, 2
+and 3) and a single-slot task set.
+"""
+
+from __future__ import annotations
+
+import random
+
+from superpose.construct.build import DEFAULT_SHARPNESS, SuperposeModel, build
+from superpose.setting import Example, Prompt, Task, TaskSet
+
+
+def three_tasks() -> TaskSet:
+    """d = 3, s = 2: copy slot 0, next of slot 1, constant 0 (from slot 0)."""
+    return TaskSet(vocab_size=3, slots=2, tasks=[
+        Task("copy0", 0, [0, 1, 2]), Task("next1", 1, [1, 2, 0]), Task("zero0", 0, [0, 0, 0])])
+
+
+def two_tasks() -> TaskSet:
+    """d = 5, s = 2: copy slot 0, next of slot 1."""
+    return TaskSet(vocab_size=5, slots=2, tasks=[
+        Task("copy0", 0, [0, 1, 2, 3, 4]), Task("next1", 1, [1, 2, 3, 4, 0])])
+
+
+def one_slot_tasks() -> TaskSet:
+    """d = 3, s = 1: identity and increment."""
+    return TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
+
+
+def prompts_for(tasks: TaskSet) -> list[Prompt]:
+    """Prompts for one of the task sets above (every case listed in the module docstring)."""
+    if tasks == three_tasks():
+        return [
+            Prompt([], query=[2, 1]),
+            Prompt([Example([0, 2], 0),    # all three tasks (vote 1/3 each)
+                    Example([1, 0], 2),    # noise: the tasks give 1, 1, 0
+                    Example([1, 1], 1)],   # copy0 only
+                   query=[2, 1]),
+            Prompt([Example([2, 0], 1),    # next1 only
+                    Example([0, 1], 0)],   # copy0 and zero0 (vote 1/2 each)
+                   query=[1, 2]),
+        ]
+    if tasks == two_tasks():
+        return [
+            Prompt([], query=[2, 2]),
+            Prompt([Example([0, 3], 0),    # copy0 only
+                    Example([2, 1], 2),    # copy0 and next1
+                    Example([4, 4], 1)],   # noise
+                   query=[3, 0]),
+            Prompt([Example([4, 4], 1), Example([0, 0], 3)], query=[1, 3]),   # noise only: uniform prior
+        ]
+    if tasks == one_slot_tasks():
+        return [
+            Prompt([], query=[1]),
+            Prompt([Example([0], 0), Example([1], 2), Example([2], 1), Example([2], 2)],   # id, inc, noise, id
+                   query=[1]),
+        ]
+    raise ValueError("prompts_for: not one of the proof task sets")
+
+
+def proof_models(sharpness: float = DEFAULT_SHARPNESS) -> list[SuperposeModel]:
+    """Freshly built models for the three task sets (prompts of up to 3 or 4 examples, 16 tokens at most)."""
+    return [build(three_tasks(), max_examples=3, sharpness=sharpness),
+            build(two_tasks(), max_examples=3, sharpness=sharpness),
+            build(one_slot_tasks(), max_examples=4, sharpness=sharpness)]
+
+
+def random_prompts(tasks: TaskSet, max_examples: int, count: int, seed: int = 0) -> list[Prompt]:
+    """``count`` seeded prompts of up to ``max_examples`` examples, each answer noise with probability 0.3."""
+    rng = random.Random(seed)
+
+    def inputs() -> list[int]:
+        return [rng.randrange(tasks.vocab_size) for _ in range(tasks.slots)]
+
+    prompts = []
+    for _ in range(count):
+        examples = []
+        for _ in range(rng.randint(0, max_examples)):
+            x = inputs()
+            y = rng.randrange(tasks.vocab_size) if rng.random() < 0.3 else rng.choice(tasks.tasks)(x)
+            examples.append(Example(x, y))
+        prompts.append(Prompt(examples, inputs()))
+    return prompts
