@@ -12,14 +12,19 @@ Floating-point model (stated, not assumed silently)
 * (F1) ``+ - * /`` are correctly rounded: ``fl(a op b) = (a op b)(1 + delta)``, ``|delta| <= u``.
 * (F2) A sum or dot product with ``n`` non-zero terms, in any order (FMA included), errs
   by at most ``gamma(n) * sum |terms|``; terms with an exact zero factor add nothing.
-* (F3) ``exp`` has relative error at most ``4u`` and ``exp(0) = 1``; stored weights are
-  the correctly rounded values of the exact ones (so 0, +-1, 2, 1/2, 3/4, ... are exact).
+* (F3) ``exp`` has relative error at most ``4u`` and ``exp(0) = 1``; rational weights are
+  stored correctly rounded (so 0, +-1, 2, 1/2, 3/4, ... are exact); the cosines and sines
+  of the positional code and of the look-back rotations (before the factor beta) lie
+  within ``8u`` of their exact values (measured: at most 6.2u; ``tests/test_bound.py``
+  checks it against 50-digit mpmath), so a look-back weight ``beta c`` is within ``9 beta u``.
 
 Hypothesis H (the snaps work)
 -----------------------------
 Every look-back head puts weight ``>= 1 - lpos`` on its target, where
-``lpos = (T-1) e^{-2 beta + 2 es}(1 + 4u)`` and ``es = 2 L beta (gamma(2L) + 13u)`` bounds
-the rounding of a positional score. The soft values that are snapped
+``lpos = (T-1) e^{-2 beta + 2 es}(1 + 4u)`` and ``es = 2 L beta (gamma(2L) + 36u)`` bounds
+the rounding of a positional score: each of its 2L terms ``q_j k_j`` errs by at most
+``beta (sqrt(2) (9u + 8u + gamma(2)) + 8u)`` (weights, code, the query's 2-term sum; then
+the key), and the sum adds ``gamma(2L)`` of ``sum |q_j k_j| <= 2 L beta``. The soft values that are snapped
 (``answer_raw``, ``match_raw``, ``count``) are then within
 ``h = K (lpos + 3 gamma(T) + 6 gamma(4)) + (8K + 8) gamma(K+4)`` of an exact value
 (pre-activation rounding included). H is ``h <= 1/4``: every snap and integer
@@ -105,7 +110,7 @@ def _gamma(n: int, u: float) -> float:
 def _total(K: int, T: int, L: int, beta: float, u: float) -> tuple[float, float]:
     """(total bound, h) for unit roundoff u; ``inf`` when hypothesis H fails."""
     g = lambda n: _gamma(n, u)  # noqa: E731
-    es = 2 * L * beta * (g(2 * L) + 13 * u)
+    es = 2 * L * beta * (g(2 * L) + 36 * u)
     lpos = (T - 1) * math.exp(-2 * beta + 2 * es) * (1 + 4 * u)
     h = K * (lpos + 3 * g(T) + 6 * g(4)) + (8 * K + 8) * g(K + 4)
     if not h <= 0.25:

@@ -70,7 +70,7 @@ def add_look_back(head: HeadBuilder, layout: Layout, offset: int, sharpness: Coe
     """Make ``head`` attend from position t to position ``t - offset`` with score gap ``2*sharpness``."""
     L = layout["pos_cos"].size
     for b in range(L):
-        w = math.pi * offset / 2**b
+        w = math.pi * (offset % 2 ** (b + 1)) / 2**b  # exact argument reduction, as in positional_table
         c, s = math.cos(w), math.sin(w)
         cos_t, sin_t = form(layout, ("pos_cos", b)), form(layout, ("pos_sin", b))
         # query entry b (cos part) = beta * cos(w_b (t - D)); key entry = cos(w_b u)

@@ -75,7 +75,7 @@ def check_error_bound_leak(error_bound: Callable = construct_bound.error_bound) 
 def docstring_bound(K, T, L, beta, u) -> dict:
     """The formulas of ``construct/bound.py``'s docstring, transcribed (``u`` may be a symbol)."""
     g = lambda n: n * u / (1 - n * u)  # noqa: E731
-    es = 2 * L * beta * (g(2 * L) + 13 * u)
+    es = 2 * L * beta * (g(2 * L) + 36 * u)
     lpos = (T - 1) * sp.exp(-2 * beta + 2 * es) * (1 + 4 * u)
     h = K * (lpos + 3 * g(T) + 6 * g(4)) + (8 * K + 8) * g(K + 4)
     e_snap = 10 * g(2)

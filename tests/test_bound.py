@@ -46,3 +46,39 @@ def test_bound_grows_with_prompt_length_and_shrinks_with_sharpness():
     assert totals == sorted(totals)
     leaks = [error_bound(3, 512, 10, beta, "float64").leak for beta in (10.0, 20.0, 40.0)]
     assert leaks == sorted(leaks, reverse=True)
+
+
+def test_positional_cosines_and_sines_are_within_8u_of_exact():
+    """Assumption (F3) of construct/bound.py for the positional code and the look-back rotations."""
+    import mpmath
+
+    from superpose.construct.positional import positional_table
+
+    mpmath.mp.dps = 50
+    u = 2.0 ** -53
+    L = 13
+    table = positional_table(2 ** L, L)
+    worst = 0.0
+    for t in list(range(0, 2 ** L, 37)) + [2 ** L - 1]:
+        for b in range(L):
+            angle = mpmath.pi * t / 2 ** b
+            worst = max(worst, abs(float(mpmath.cos(angle) - table[t, b])),
+                        abs(float(mpmath.sin(angle) - table[t, L + b])))
+    assert worst <= 8 * u
+
+    # look-back weights: beta * cos / sin of pi D / 2^b, for every offset a model can use
+    from superpose import Task, TaskSet
+
+    tasks = TaskSet(4, 30, [Task(f"t{a}", a, list(range(4))) for a in (0, 7, 29)])
+    model = build(tasks, max_examples=2, sharpness=1.0)
+    lay = model.layout
+    Lm = lay["pos_cos"].size
+    for layer, offsets in ((1, [1]), (2, [31 - a for a in (0, 7, 29)]), (6, [30 - a for a in (0, 7, 29)])):
+        W_Q = model.params[f"layer_{layer}"]["attn"]["W_Q"]
+        for h, D in enumerate(offsets):
+            for b in range(Lm):
+                angle = mpmath.pi * D / 2 ** b
+                # query dimension 2b reads cos(w t) with weight cos(w D) (see add_look_back)
+                got = W_Q[h, lay.at("pos_cos", b), 2 * b], W_Q[h, lay.at("pos_sin", b), 2 * b]
+                assert abs(float(mpmath.cos(angle)) - got[0]) <= 8 * u
+                assert abs(float(mpmath.sin(angle)) - got[1]) <= 8 * u
