@@ -59,7 +59,9 @@ def _cmd_evaluate(args) -> int:
     for path, run in zip(args.checkpoint, runs):
         if run.config.tasks != tasks or run.config.n_examples != runs[0].config.n_examples:
             raise TrainConfigError(f"{path}: trained on a different task family than {args.checkpoint[0]}")
-    m = runs[0].config.n_examples
+    # the query takes the place of a training prompt's last example, so every position of an
+    # evaluation prompt is one the trained models were trained on (learned position embeddings)
+    m = runs[0].config.n_examples - 1
     models = {}
     for path, run in zip(args.checkpoint, runs):
         c = run.config

@@ -79,7 +79,9 @@ class TrainConfig:
 
     @property
     def n_ctx(self) -> int:
-        """Room for training prompts and for mixed prompts of up to n_examples examples plus a query."""
+        """Position-embedding rows: room for n_examples examples and a query. Training prompts
+        (BOS and n_examples examples) use the first 1 + n_examples (s + 2) of them, so mixed
+        evaluation prompts use n_examples - 1 examples and a query, which fit in those."""
         return (self.n_examples + 1) * (self.slots + 2)
 
     @property
