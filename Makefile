@@ -4,13 +4,19 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+# torch for the TransformerLens check, CPU build. On the reference machines
+# `pip install torch==2.13.0` takes a local CPU wheel; elsewhere use
+# make test TORCH_INDEX=https://download.pytorch.org/whl/cpu (an unpinned torch pulls CUDA, GBs).
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
 
-.PHONY: install demo test examples prove emergence clean
+.PHONY: install demo test examples prove emergence figures bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test,plot]"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,lens]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +40,14 @@ emergence: $(STAMP)
 	done
 	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/small train/results/default \
 	  train/results/large --out train/results
+
+# README figures and benchmark (issue 4)
+figures: $(STAMP)
+	$(BIN)/superpose sweep --preset figures -o docs/figures/sweep.jsonl --no-progress
+	$(BIN)/superpose plot docs/figures/sweep.jsonl -o docs/figures --format png
+
+bench: $(STAMP)
+	$(BIN)/superpose bench -o benchmarks/bench-cpu.json | tee benchmarks/bench-cpu.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -5,6 +5,7 @@
                      [--max-examples M] [--sharpness B]
     superpose build  TASKS.json -o FILE.npz [--max-examples M] [--sharpness B]
     superpose layers [TASKS.json] [--max-examples M]
+    superpose sweep / plot / bench / export ...              (verify/cli.py)
     superpose prove    [--only ID ...] [-v]                  (proofs/cli.py)
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
@@ -38,7 +39,8 @@ from superpose.setting import (
 
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
 # its parsers with set_defaults(func=...) returning an exit code.
-COMMAND_MODULES: tuple[str, ...] = ("superpose.examples.cli", "superpose.proofs.cli", "superpose.train.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "superpose.verify.cli", "superpose.proofs.cli", "superpose.examples.cli", "superpose.train.cli")
 
 
 class _UsageError(Exception):

@@ -22,18 +22,20 @@ from superpose.setting import SuperposeError, TaskSet, WeightsFileError
 FORMAT = "superpose-weights/1"
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+def flatten_params(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"layer_1": {"attn": {"W_Q": a}}}`` -> ``{"layer_1/attn/W_Q": a}``."""
     out: dict[str, Any] = {}
     for key, value in tree.items():
         path = f"{prefix}{key}"
         if isinstance(value, dict):
-            out.update(_flatten(value, path + "/"))
+            out.update(flatten_params(value, path + "/"))
         else:
             out[path] = value
     return out
 
 
-def _unflatten(flat: dict[str, Any]) -> dict:
+def unflatten_params(flat: dict[str, Any]) -> dict:
+    """The inverse of ``flatten_params``."""
     tree: dict = {}
     for path, value in flat.items():
         node = tree
@@ -44,14 +46,15 @@ def _unflatten(flat: dict[str, Any]) -> dict:
     return tree
 
 
-def _digest(array: np.ndarray) -> str:
+def array_digest(array: np.ndarray) -> str:
+    """SHA-256 of an array's dtype, shape and bytes."""
     a = np.ascontiguousarray(array)
     return hashlib.sha256(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes()).hexdigest()
 
 
 def save(model: SuperposeModel, path: str) -> None:
     """Write ``model`` to ``path`` (an ``.npz`` file)."""
-    flat = _flatten(model.params)
+    flat = flatten_params(model.params)
     metadata = {
         "format": FORMAT,
         "tasks": model.tasks.to_json(),
@@ -60,7 +63,7 @@ def save(model: SuperposeModel, path: str) -> None:
         "config": model.config.to_json(),
         "layout": model.layout.to_json(),
         "residual_labels": model.residual_labels,
-        "sha256": {k: _digest(v) for k, v in flat.items()},
+        "sha256": {k: array_digest(v) for k, v in flat.items()},
     }
     blob = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     with open(path, "wb") as f:
@@ -91,26 +94,37 @@ def load(path: str, expect_tasks: TaskSet | None = None) -> SuperposeModel:
         config = ModelConfig(**metadata["config"])
         max_examples, sharpness = int(metadata["max_examples"]), float(metadata["sharpness"])
         digests = dict(metadata["sha256"])
-    except (KeyError, TypeError, ValueError) as e:
+        labels = metadata.get("residual_labels")
+    except (KeyError, TypeError, ValueError, SuperposeError) as e:
         raise WeightsFileError(f"{path}: malformed metadata ({e})") from None
+    return checked_model(path, flat, tasks, config, max_examples, sharpness, digests, labels, expect_tasks)
 
-    expected_shapes = _flatten(param_shapes(config))
+
+def checked_model(path: str, flat: dict[str, np.ndarray], tasks: TaskSet, config: ModelConfig,
+                  max_examples: int, sharpness: float, digests: dict[str, str], residual_labels: Any,
+                  expect_tasks: TaskSet | None = None) -> SuperposeModel:
+    """The model stored in a file, after checking it (any format: .npz here, safetensors in verify.export).
+
+    Every array must have the shape ``config`` implies and match its SHA-256 digest, and
+    rebuilding from the stored task set and options must give the same config and
+    residual labels; with ``expect_tasks`` the stored task set must equal it.
+    """
+    expected_shapes = flatten_params(param_shapes(config))
     if set(flat) != set(expected_shapes):
         missing, extra = set(expected_shapes) - set(flat), set(flat) - set(expected_shapes)
         raise WeightsFileError(f"{path}: arrays missing {sorted(missing)[:3]} / unexpected {sorted(extra)[:3]}")
     for name, array in flat.items():
         if tuple(array.shape) != tuple(expected_shapes[name]):
             raise WeightsFileError(f"{path}: {name} has shape {array.shape}, config says {expected_shapes[name]}")
-        if digests.get(name) != _digest(array):
+        if digests.get(name) != array_digest(array):
             raise WeightsFileError(f"{path}: {name} does not match its SHA-256 digest (file modified?)")
-
     if expect_tasks is not None and expect_tasks != tasks:
         raise WeightsFileError(f"{path}: built for a different task set than the one given")
     try:
         reference = build(tasks, max_examples=max_examples, sharpness=sharpness)
     except SuperposeError as e:
         raise WeightsFileError(f"{path}: metadata describes an invalid model ({e})") from None
-    if reference.config != config or reference.residual_labels != metadata.get("residual_labels"):
+    if reference.config != config or reference.residual_labels != residual_labels:
         raise WeightsFileError(f"{path}: config or residual layout does not match its task set")
-    params = _unflatten({k: np.asarray(v, dtype=np.float64) for k, v in flat.items()})
+    params = unflatten_params({k: np.asarray(v, dtype=np.float64) for k, v in flat.items()})
     return SuperposeModel(tasks, max_examples, sharpness, reference.layout, config, params, reference.layers)

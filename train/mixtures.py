@@ -8,9 +8,9 @@ probabilities ``q_k`` on the tasks' answers at the query:
 
 * calibration line: least squares ``q = slope * pi + intercept`` over all (pi_k, q_k),
   and its ``R^2``;
-* ``KL(pi || q / sum q)``: the paper's metric, the divergence of the model's
-  probabilities on the tasks' answers (renormalised over them) from the task
-  proportions; tasks with ``pi_k = 0`` contribute nothing;
+* ``KL(pi || q)``: the paper's metric, ``superpose.verify.calibration.calibration_kl``
+  (the model's probabilities on the tasks' answers, not renormalised, against the task
+  shares), averaged over prompts;
 * ``off_task_mass = 1 - sum_k q_k``: probability left on answers of no task.
 
 The constructed model (``superpose.build`` on the same task set) is measured on the
@@ -25,6 +25,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from superpose.setting import Prompt, TaskSet
+from superpose.verify.calibration import calibration_kl
 
 from .data import mixed_prompt, prompt_tokens
 
@@ -87,9 +88,7 @@ def calibration(tasks: TaskSet, probabilities: ProbabilityFn, task_ids: Sequence
     residual = q.ravel() - (slope * pi.ravel() + intercept)
     total = q.ravel() - q.ravel().mean()
     r2 = 1 - float(residual @ residual) / float(total @ total) if float(total @ total) > 0 else 1.0
-    q_hat = q / q.sum(1, keepdims=True)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        kl_terms = np.where(pi > 0, pi * np.log(pi / q_hat), 0.0)
+    kl = np.mean([calibration_kl(s, a, row) for s, a, row in zip(shares, answers, probs)])
     points = [{"counts": list(c), "share": list(np.array(c) / n_examples),
                "mean_probability": q[i * prompts_per_point:(i + 1) * prompts_per_point].mean(0).tolist()}
               for i, c in enumerate(grid)]
@@ -97,7 +96,7 @@ def calibration(tasks: TaskSet, probabilities: ProbabilityFn, task_ids: Sequence
         "tasks": [tasks.tasks[k].name for k in task_ids],
         "n_prompts": len(prompts),
         "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
-        "kl": float(max(kl_terms.sum(1).mean(), 0.0)),
+        "kl": float(kl),
         "off_task_mass": float(1 - q.sum(1).mean()),
         "points": points,
     }
