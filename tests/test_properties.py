@@ -76,3 +76,23 @@ def test_prompts_of_4096_tokens(dtype):
     bound = model.error_bound(dtype, prompt_length=4096)
     print(f"T=4096 {dtype}: max error {error:.3e}, bound {bound.total:.3e}")
     assert error <= bound.total and error <= TARGET[dtype]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_configurations_at_the_longest_prompts(seed):
+    """Random d, s, K and tables (duplicates possible), the longest prompt that fits 4096 tokens."""
+    rng = np.random.default_rng(seed)
+    d, s, K = int(rng.integers(2, 17)), int(rng.integers(1, 4)), int(rng.integers(2, 7))
+    tables = [rng.integers(0, d, d).tolist() for _ in range(K)]
+    if K > 2:
+        tables[-1] = tables[0]  # a duplicate table: examples fitting both are ambiguous
+    tasks = TaskSet(d, s, [Task(f"t{k}", int(rng.integers(0, s)), tables[k]) for k in range(K)])
+    m = 4096 // tasks.example_length - 1
+    model = build(tasks, max_examples=m)
+    prompt = random_prompt(tasks, m, rng, noise=0.2)
+    for dtype in ("float64", "float32"):
+        got = model.run(prompt, dtype=dtype)[0]
+        error = float(np.abs(got - predict(tasks, prompt)).max())
+        bound = model.error_bound(dtype, prompt_length=tasks.prompt_length(m))
+        print(f"seed {seed}: d={d} s={s} K={K} T={tasks.prompt_length(m)} {dtype}: error {error:.2e}")
+        assert error <= bound.total and error <= TARGET[dtype]
