@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Iterable, Union
+from typing import Union
 
 import numpy as np
 
@@ -188,6 +188,3 @@ class Layer:
                 f"but declares reads {sorted(self.reads)} / writes {sorted(self.writes)}"
             )
 
-
-def nonzero_count(arrays: Iterable[np.ndarray]) -> int:
-    return int(sum(np.count_nonzero(a) for a in arrays))

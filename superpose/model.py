@@ -175,7 +175,7 @@ def device_params(model: SuperposeModel, dtype: str, shape: ModelConfig | None =
 
 def bucket(n: int, minimum: int = 16) -> int:
     """The smallest power of two >= max(n, minimum)."""
-    return 1 << max(n, minimum, 1).__sub__(1).bit_length()
+    return 1 << (max(n, minimum, 1) - 1).bit_length()
 
 
 def run_tokens(model: SuperposeModel, tokens: np.ndarray, dtype: str = "float32",

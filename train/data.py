@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from superpose.setting import Example, Prompt, Task, TaskSet, tokenize
+from superpose.setting import Example, Prompt, Task, TaskSet
 
 
 def retrieval_tasks(vocab_size: int = 16, slots: int = 3) -> TaskSet:
@@ -99,7 +99,3 @@ def mixed_prompt(tasks: TaskSet, task_ids: list[int], counts: list[int],
             break
     return Prompt(examples, query), [answers[k] for k in task_ids]
 
-
-def prompt_tokens(tasks: TaskSet, prompt: Prompt) -> np.ndarray:
-    """Token ids of a prompt ending at the query's ARROW (the model predicts what follows)."""
-    return tokenize(tasks, prompt)

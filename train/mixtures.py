@@ -24,10 +24,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from superpose.setting import Prompt, TaskSet
+from superpose.setting import Prompt, TaskSet, tokenize
 from superpose.verify.calibration import calibration_kl
 
-from .data import mixed_prompt, prompt_tokens
+from .data import mixed_prompt
 
 ProbabilityFn = Callable[[Sequence[Prompt]], np.ndarray]  # prompts -> [N, d] probs at the query
 
@@ -48,7 +48,7 @@ def trained_probabilities(config, params) -> ProbabilityFn:
 
     def probabilities(prompts: Sequence[Prompt]) -> np.ndarray:
         tasks = config.tasks
-        rows = [prompt_tokens(tasks, p) for p in prompts]
+        rows = [tokenize(tasks, p) for p in prompts]  # ends at the query's ARROW
         lengths = {len(r) for r in rows}
         out = np.zeros((len(rows), tasks.vocab_size))
         for length in lengths:

@@ -30,7 +30,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from superpose.construct.build import ModelConfig
-from superpose.model import Transformer
+from superpose.model import Transformer, bucket
 from superpose.verify import chunked
 
 AXIS = "models"
@@ -39,13 +39,9 @@ DEFAULT_ATTENTION_BUDGET = 2 ** 25   # attention-score elements per device per c
 MAX_MODELS_PER_DEVICE = 8
 
 
-def next_power_of_two(n: int) -> int:
-    return 1 << max(int(n) - 1, 0).bit_length()
-
-
 def padded_shape(config: ModelConfig) -> ModelConfig:
     """``config`` with every width rounded up to a power of two (the layer count kept)."""
-    widths = {f: next_power_of_two(getattr(config, f)) for f in ModelConfig.__dataclass_fields__ if f != "n_layers"}
+    widths = {f: bucket(getattr(config, f), minimum=1) for f in ModelConfig.__dataclass_fields__ if f != "n_layers"}
     return replace(config, **widths)
 
 
@@ -174,4 +170,4 @@ def shapes_compiled(runner: ShardedRunner) -> list[dict]:
 
 
 __all__ = ["AXIS", "EXECUTORS", "Item", "ShardedRunner", "Signature", "device_mesh", "padded_shape",
-           "next_power_of_two", "shapes_compiled"]
+           "shapes_compiled"]

@@ -37,6 +37,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
+import jax
 import numpy as np
 
 from superpose.construct.build import build
@@ -232,14 +233,10 @@ def _prepare(index: int, config: SweepConfig, perturb: float) -> _Case:
     params = model.params
     if perturb:
         noise = np.random.default_rng(config.seed + 1)
-        params = _tree_map(lambda a: a + perturb * noise.standard_normal(a.shape), params)
+        params = jax.tree_util.tree_map(lambda a: a + perturb * noise.standard_normal(a.shape), params)
     shape = padded_shape(model.config)
     padded = pad_params(params, model.config, shape)
     return _Case(index, config, tasks, model, samples, padded, shape, [], {}, time.perf_counter() - start)
-
-
-def _tree_map(fn: Callable, tree: Any) -> Any:
-    return {k: _tree_map(fn, v) for k, v in tree.items()} if isinstance(tree, dict) else fn(tree)
 
 
 def _finite_or_none(x: float) -> float | None:
