@@ -101,3 +101,7 @@ def test_layout_labels_and_views(two_tasks):
     assert lay.view(v, "mix").tolist() == [0.0, 0.25]
     for layer in model.layers:
         layer.check_declared()
+    hidden = model.hidden_labels(3)
+    assert len(hidden) == model.config.d_mlp
+    assert hidden[:2] == ["match[0] = snap(match_raw[0])#0", "match[0] = snap(match_raw[0])#1"]
+    assert hidden[-1] == "unused"  # layer 3 uses 6K+2 = 14 of max(2Kd, 6K+2, K^2) = 20 units

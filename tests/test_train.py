@@ -57,9 +57,11 @@ def test_short_training_run_lowers_the_loss_and_resumes_exactly(tmp_path):
     train(TINY, out, stop_after=20)
     assert load_checkpoint(out).step == 20
     resumed = train(TINY, out, resume=True)
-    for a, b in zip(np.asarray(resumed.params["unembed"]["kernel"]).ravel(),
-                    np.asarray(full.params["unembed"]["kernel"]).ravel()):
-        assert a == pytest.approx(b, abs=1e-5)
+    # batches come from (seed, step) and the optimizer state is restored: resuming is bit-exact
+    import jax
+
+    same = jax.tree_util.tree_map(lambda a, b: bool(np.array_equal(a, b)), resumed.params, full.params)
+    assert all(jax.tree_util.tree_leaves(same))
     assert resumed.history[-1]["step"] == 40
     with open(os.path.join(out, "checkpoint.json")) as f:
         assert json.load(f)["step"] == 40
