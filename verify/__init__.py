@@ -1,6 +1,10 @@
-"""Checks of the construction that do not trust it: the analytic prediction (written
-independently of ``superpose.construct``), an independent NumPy executor, and
-Hypothesis strategies for fuzzing task mixtures."""
+"""Checks of the construction that do not trust it.
+
+``analytic`` (the prediction, written independently of ``superpose.construct``),
+``numpy_forward`` (an independent executor), ``strategies`` (Hypothesis strategies),
+``sweep``/``sampling``/``batched`` (sharded sweeps), ``calibration`` and ``plots``,
+``export``/``lens`` (safetensors and TransformerLens), ``chunked`` (block-wise
+attention executor) and ``bench`` (benchmark)."""
 
 from .analytic import consistent_tasks, output_distribution, predict, task_mixture
 
