@@ -1,8 +1,9 @@
 r"""A rigorous upper bound on the model's max-abs output error.
 
 The error of the readout against the analytic prediction, at any prediction position
-of a prompt of ``T`` tokens, is at most ``error_bound(K, T, L, beta, dtype).total``:
-the leak of soft attention plus an allowance for floating-point rounding.
+of a prompt of ``T`` tokens, is at most ``error_bound(K, T, L, beta, dtype, arity, vocab_size).total``:
+the leak of soft attention plus an allowance for floating-point rounding. ``arity`` is
+``r``, the most input slots any task reads, and ``vocab_size`` is ``d``.
 
 Floating-point model (stated, not assumed silently)
 ---------------------------------------------------
@@ -24,16 +25,25 @@ Every look-back head puts weight ``>= 1 - lpos`` on its target, where
 ``lpos = (T-1) e^{-2 beta + 2 es}(1 + 4u)`` and ``es = 2 L beta (gamma(2L) + 36u)`` bounds
 the rounding of a positional score: each of its 2L terms ``q_j k_j`` errs by at most
 ``beta (sqrt(2) (9u + 8u + gamma(2)) + 8u)`` (weights, code, the query's 2-term sum; then
-the key), and the sum adds ``gamma(2L)`` of ``sum |q_j k_j| <= 2 L beta``. The soft values that are snapped
-(``answer_raw``, ``match_raw``, ``count``) are then within
-``h = K (lpos + 3 gamma(T) + 6 gamma(4)) + (8K + 8) gamma(K+4)`` of an exact value
-(pre-activation rounding included). H is ``h <= 1/4``: every snap and integer
-indicator is then in its flat region. If H fails the bound is ``inf``.
+the key), and the sum adds ``gamma(2L)`` of ``sum |q_j k_j| <= 2 L beta``. A ``slot`` entry
+is then within ``lpos + 3 gamma(T)`` of its bit. ``match_raw[k]`` sums layer 2's units of
+task k: with r soft slots the firing unit loses at most r times that and the others add
+at most as much (layer 2's docstring); its units' pre-activations sum ``r + 3`` terms of
+total size ``<= 2r + 6``, and at most ``r d + 1`` of its units are non-zero (a firing unit
+needs all but one slot on its bit), each output at most 2, so
+
+    e_match = r (lpos + 3 gamma(T)) + (2r + 6) gamma(r + 3) + 2 gamma(r d + 2).
+
+The soft values that are snapped (``answer_raw``, ``slot``, ``match_raw``, ``count``) are then
+within ``h = K e_match + (8K + 8) gamma(K+4)`` of an exact value (pre-activation
+rounding included). H is ``h <= 1/4``: every snap and integer indicator is then in its
+flat region. If H fails the bound is ``inf``.
 
 Errors of the exact stages under H
 ----------------------------------
-* ``e_snap = 10 gamma(2)``: a snapped bit (``is_answer``, ``match``, ``task_out``) is exact
-  when it is 0 and within ``e_snap`` of 1 otherwise (its input is at most 1.25).
+* ``e_snap = 10 gamma(3)``: a snapped bit (``is_answer``, ``match``, and ``slot`` after its
+  in-place snap ``x + (snap(x) - relu(x))``) is exact when it is 0 and within ``e_snap``
+  of 1 otherwise (its input is at most 1.25).
 * ``e_ind = 24 (K + 1) gamma(K + 4)``: ``count_is[j]`` (pre-activations sum ``K + 1`` terms
   of total size ``<= 2K + 2``); ``e_valid = (8K + 6) gamma(K + 2)`` for ``valid``.
 * ``e_vote = (1 + ln K)(e_snap + e_ind + 4 gamma(3)) + 2 gamma(K)``: a vote.
@@ -54,11 +64,13 @@ with ``lam0 = e^{-beta}(1 + 4u)`` when none is (BOS gives the prior).
 
 The output (layer 7 and the readout)
 ------------------------------------
-``out[v] = sum_k relu(mix[k] + task_out[k, v] + ARROW - 2)`` is 1-Lipschitz in ``mix``; its
-pre-activations sum 4 terms of total size ``<= 5.1`` and its output K terms of total
-size ``<= 1.01``. So
+``out[G_k(w)] += relu(mix[k] + slot[a_1, w_1] + .. + slot[a_r, w_r] + ARROW - (r + 1))`` is
+1-Lipschitz in ``mix`` and in each slot bit (each within ``e_snap``); with exact-0 slots
+every non-matching unit is exactly 0, so one unit per task fires. Its pre-activations
+sum ``r + 3`` terms of total size ``<= 2r + 4`` and the output sums K non-zero terms of
+total size ``<= 1.01``. So
 
-    total = max(M1, M0) + K (e_snap + 6 gamma(4)) + 2 gamma(K).
+    total = max(M1, M0) + K (r e_snap + (2r + 4) gamma(r + 3)) + 2 gamma(K).
 
 ``leak`` is ``total`` with ``u = 0`` (the error of exact arithmetic with soft
 attention: ``max(2e^{-beta} + T e^{-2 beta}, T e^{-beta})``) and ``rounding = total - leak``.
@@ -107,16 +119,17 @@ def _gamma(n: int, u: float) -> float:
     return n * u / (1 - n * u)
 
 
-def _total(K: int, T: int, L: int, beta: float, u: float) -> tuple[float, float]:
+def _total(K: int, T: int, L: int, beta: float, u: float, r: int, d: int) -> tuple[float, float]:
     """(total bound, h) for unit roundoff u; ``inf`` when hypothesis H fails."""
     g = lambda n: _gamma(n, u)  # noqa: E731
     es = 2 * L * beta * (g(2 * L) + 36 * u)
     lpos = (T - 1) * math.exp(-2 * beta + 2 * es) * (1 + 4 * u)
-    h = K * (lpos + 3 * g(T) + 6 * g(4)) + (8 * K + 8) * g(K + 4)
+    e_match = r * (lpos + 3 * g(T)) + (2 * r + 6) * g(r + 3) + 2 * g(r * d + 2)
+    h = K * e_match + (8 * K + 8) * g(K + 4)
     if not h <= 0.25:
         return math.inf, h
 
-    e_snap = 10 * g(2)
+    e_snap = 10 * g(3)
     e_ind = 24 * (K + 1) * g(K + 4)
     e_valid = (8 * K + 6) * g(K + 2)
     e_vote = (1 + math.log(K)) * (e_snap + e_ind + 4 * g(3)) + 2 * g(K)
@@ -134,15 +147,19 @@ def _total(K: int, T: int, L: int, beta: float, u: float) -> tuple[float, float]
         return math.inf, h
     m1 = (2 * w + 3 * g(T) + K * e_vote + 2 * lam1 + T * lam2) * (1 + 4 * u) / denominator
     m0 = (T * lam0 + 3 * u + 2 * g(T)) * (1 + 4 * u)
-    total = max(m1, m0) + K * (e_snap + 6 * g(4)) + 2 * g(K)
+    total = max(m1, m0) + K * (r * e_snap + (2 * r + 4) * g(r + 3)) + 2 * g(K)
     return total, h
 
 
-def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32") -> ErrorBound:
-    """Bound on ``max |model - prediction|`` over the prediction positions of a T-token prompt."""
+def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32", arity: int = 1,
+                vocab_size: int = 1) -> ErrorBound:
+    """Bound on ``max |model - prediction|`` over the prediction positions of a T-token prompt.
+
+    ``arity`` is the most input slots any task reads (r) and ``vocab_size`` is d.
+    """
     u = unit_roundoff(dtype)
-    total, h = _total(K, T, L, beta, u)
-    leak, _ = _total(K, T, L, beta, 0.0)
+    total, h = _total(K, T, L, beta, u, arity, vocab_size)
+    leak, _ = _total(K, T, L, beta, 0.0, arity, vocab_size)
     if math.isinf(total):
         return ErrorBound(math.inf if math.isinf(leak) else leak, math.inf, math.inf, h, False)
     return ErrorBound(leak, total - leak, total, h, True)

@@ -4,8 +4,8 @@
 >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[
 ...     Task("copy first", 0, [0, 1, 2, 3]), Task("next of second", 1, [1, 2, 3, 0])])
 >>> model = build(tasks, max_examples=8)
->>> model.config.n_layers, model.config.n_heads, model.config.d_model  # d=4, K=2, L=6 (T_max=36)
-(7, 2, 51)
+>>> model.config.n_layers, model.config.n_heads, model.config.d_model  # d=4, S=2, K=2, L=6 (T_max=36)
+(7, 2, 43)
 >>> model.residual_labels[:3], model.residual_labels[-1]
 (['token[0]', 'token[1]', 'token[2]'], 'out[3]')
 """
@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from superpose.model import ModelConfig, run
 from superpose.setting import BuildError, Prompt, TaskSet, TaskSetError, _require_int
 
 from . import (
@@ -26,58 +27,44 @@ from . import (
     layer3_snap_and_count,
     layer4_cast_votes,
     layer5_tally_mixture,
-    layer6_fetch_query_outputs,
+    layer6_fetch_query_inputs,
     layer7_weight_and_sum,
 )
 from .layout import Layout
 from .positional import n_frequencies, positional_table
 from .residual import Context, d_model_formula, make_layout
-from .weights import Layer
+from .spec import Layer, LayerSpec
 
-LAYER_BUILDERS = (
-    layer1_find_answers.build,
-    layer2_check_examples.build,
-    layer3_snap_and_count.build,
-    layer4_cast_votes.build,
-    layer5_tally_mixture.build,
-    layer6_fetch_query_outputs.build,
-    layer7_weight_and_sum.build,
+#: The seven layers, in order; everything the project states about a layer is in its spec.
+LAYER_SPECS: tuple[LayerSpec, ...] = (
+    layer1_find_answers.SPEC,
+    layer2_check_examples.SPEC,
+    layer3_snap_and_count.SPEC,
+    layer4_cast_votes.SPEC,
+    layer5_tally_mixture.SPEC,
+    layer6_fetch_query_inputs.SPEC,
+    layer7_weight_and_sum.SPEC,
 )
 
 DEFAULT_SHARPNESS = 50.0
 DEFAULT_MAX_EXAMPLES = 64
 
 
-@dataclass(frozen=True)
-class ModelConfig:
-    """Shapes of a plain decoder-only transformer; all the Flax module knows."""
+def planned_config(tasks: TaskSet, max_examples: int) -> ModelConfig:
+    """The shapes ``build(tasks, max_examples)`` produces, computed from the specs without building.
 
-    n_layers: int
-    n_heads: int
-    d_model: int
-    d_head: int
-    d_mlp: int
-    n_vocab: int
-    n_ctx: int
-    d_out: int
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
-
-
-def param_shapes(config: ModelConfig) -> dict[str, Any]:
-    """The params pytree's structure (TransformerLens-style names) with each array's shape."""
-    H, D, dh, M = config.n_heads, config.d_model, config.d_head, config.d_mlp
-    layer = {
-        "attn": {"W_Q": (H, D, dh), "b_Q": (H, dh), "W_K": (H, D, dh), "b_K": (H, dh),
-                 "W_V": (H, D, dh), "b_V": (H, dh), "W_O": (H, dh, D), "b_O": (D,)},
-        "mlp": {"W_in": (D, M), "b_in": (M,), "W_out": (M, D), "b_out": (D,)},
-    }
-    return {
-        "embed": {"W_E": (config.n_vocab, D), "W_pos": (config.n_ctx, D)},
-        **{f"layer_{i}": layer for i in range(1, config.n_layers + 1)},
-        "unembed": {"W_U": (D, config.d_out), "b_U": (config.d_out,)},
-    }
+    ``n_heads = S`` (distinct slots read, >= 1), ``d_model = 2d + S d + 5K + 2L + 5``,
+    ``d_head = max(2L, d, K)``, ``d_mlp`` = the widest layer's stated width.
+    """
+    max_len = tasks.prompt_length(max_examples)
+    d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
+    return ModelConfig(
+        n_layers=len(LAYER_SPECS),
+        n_heads=max(1, max(spec.heads(tasks) for spec in LAYER_SPECS)),
+        d_model=d_model_formula(d, len(tasks.slots_read), K, max_len),
+        d_head=max(2 * L, d, K),
+        d_mlp=max(1, max(spec.mlp_width(tasks) for spec in LAYER_SPECS)),
+        n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=d)
 
 
 @dataclass
@@ -117,8 +104,6 @@ class SuperposeModel:
 
     def run(self, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32") -> list[np.ndarray]:
         """Model readout at every prediction position of each prompt (JAX); see ``superpose.model.run``."""
-        from superpose.model import run
-
         return run(self, prompts, dtype=dtype)
 
     def error_bound(self, dtype: str = "float32", prompt_length: int | None = None):
@@ -126,7 +111,8 @@ class SuperposeModel:
         from .bound import error_bound
 
         return error_bound(self.tasks.K, prompt_length or self.max_len, n_frequencies(self.max_len),
-                           self.sharpness, dtype)
+                           self.sharpness, dtype, arity=max(t.arity for t in self.tasks.tasks),
+                           vocab_size=self.tasks.vocab_size)
 
     def summary(self) -> str:
         c = self.config
@@ -166,23 +152,22 @@ def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
     beta = _check_sharpness(sharpness)
     max_len = tasks.prompt_length(m)
     layout = make_layout(tasks, max_len)
-    assert layout.d_model == d_model_formula(tasks.vocab_size, tasks.K, max_len)
+    config = planned_config(tasks, m)
 
     ctx = Context(tasks, layout, beta)
-    layers = tuple(builder(ctx) for builder in LAYER_BUILDERS)
+    layers = tuple(spec.build(ctx) for spec in LAYER_SPECS)
     for layer in layers:
-        layer.check_declared()
-
-    d_head = max(max(h.d_head for layer in layers for h in layer.attention.heads), 1)
-    d_mlp = max(max(layer.mlp.width for layer in layers), 1)
-    config = ModelConfig(n_layers=len(layers), n_heads=tasks.K, d_model=layout.d_model, d_head=d_head,
-                         d_mlp=d_mlp, n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=tasks.vocab_size)
+        layer.check()
+    if layout.d_model != config.d_model or any(h.d_head > config.d_head for layer in layers
+                                                for h in layer.attention.heads):
+        raise AssertionError(f"the built layout ({layout.d_model} dimensions) or a head is larger than "
+                             f"the planned config {config}")
 
     params: dict[str, Any] = {"embed": _embeddings(tasks, layout, max_len)}
     for layer in layers:
         params[f"layer_{layer.number}"] = {
-            "attn": layer.attention.dense(config.n_heads, d_head),
-            "mlp": layer.mlp.dense(d_mlp),
+            "attn": layer.attention.dense(config.n_heads, config.d_head),
+            "mlp": layer.mlp.dense(config.d_mlp),
         }
     W_U = np.zeros((layout.d_model, tasks.vocab_size))
     W_U[layout["out"].slice, :] = np.eye(tasks.vocab_size)

@@ -19,6 +19,9 @@ conjunction(n)
 passthrough
     ``relu(x)``: equals ``x`` for ``x >= 0``; with output coefficient -1 it erases a
     non-negative scratch value exactly.
+snap_in_place
+    ``snap(x) - relu(x)``: added to ``x >= 0`` it leaves ``snap(x)``, so a residual entry is
+    snapped in place (``-x`` on ``[0, 1/4]``, ``1 - x`` on ``[3/4, oo)``).
 
 >>> snap()(x=Fraction(9, 10)), snap()(x=Fraction(1, 10)), snap()(x=Fraction(1, 2))
 (Fraction(1, 1), Fraction(0, 1), Fraction(1, 2))
@@ -26,6 +29,8 @@ passthrough
 (Fraction(1, 1), Fraction(0, 1))
 >>> conjunction(3)(x1=Fraction(1, 3), x2=1, x3=1), conjunction(3)(x1=Fraction(1, 3), x2=0, x3=1)
 (Fraction(1, 3), Fraction(0, 1))
+>>> [x + snap_in_place()(x=x) for x in (Fraction(1, 5), Fraction(4, 5))]
+[Fraction(0, 1), Fraction(1, 1)]
 """
 
 from __future__ import annotations
@@ -108,3 +113,12 @@ def conjunction(n: int, scale: int | Fraction = 1) -> Gadget:
 def passthrough(out: int | Fraction = 1) -> Gadget:
     return Gadget("passthrough", ("x",), (_term({"x": 1}, 0, out),),
                   f"{out} * relu(x) = {out} * x for x >= 0")
+
+
+def snap_in_place() -> Gadget:
+    q = Fraction(1, 2)
+    return Gadget(
+        "snap_in_place", ("x",),
+        (_term({"x": 1}, 0, -1), _term({"x": 4}, -1, q), _term({"x": 4}, -3, -q)),
+        "x + snap_in_place(x) = 0 for 0 <= x <= 1/4 and = 1 for x >= 3/4",
+    )

@@ -11,10 +11,13 @@ MLP: ``is_answer = snap(answer_raw)`` -- exactly 0 or 1 again (``gadgets.snap``)
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from .gadgets import snap
 from .positional import add_look_back
 from .residual import Context
-from .weights import AttentionBuilder, Layer, MLPBuilder, form
+from .spec import Layer, LayerSpec, PromptView, Values
+from .weights import AttentionBuilder, MLPBuilder, form
 
 
 def build(ctx: Context) -> Layer:
@@ -27,12 +30,22 @@ def build(ctx: Context) -> Layer:
 
     mlp.place(snap(), "is_answer = snap(answer_raw)",
               {"x": form(lay, ("answer_raw",))}, form(lay, ("is_answer",)))
+    return Layer(SPEC, ctx.tasks, attention, mlp)
 
-    return Layer(
-        1, "find answers",
-        attention_does="head 0 attends to t-1 and copies token[ARROW] into answer_raw",
-        mlp_does="is_answer = snap(answer_raw)",
-        reads=("token", "pos_cos", "pos_sin", "answer_raw"),
-        writes=("answer_raw", "is_answer"),
-        attention=attention, mlp=mlp,
-    )
+
+def exact(view: PromptView, state: Values) -> Values:
+    """``answer_raw = is_answer = [the previous token is ARROW]`` at every position."""
+    flags = [Fraction(int(view.looks_back(t, 1) == view.tasks.arrow)) for t in range(view.T)]
+    return {"answer_raw": flags, "is_answer": list(flags)}
+
+
+SPEC = LayerSpec(
+    1, "find answers",
+    attention_does="head 0 looks back 1 position (sinusoidal rotation query) and copies token[ARROW] into answer_raw",
+    mlp_does="is_answer = snap(answer_raw)",
+    reads=("token", "pos_cos", "pos_sin", "answer_raw"),
+    writes=("answer_raw", "is_answer"),
+    heads=lambda tasks: 1,
+    mlp_width=lambda tasks: 2,
+    build=build, exact=exact,
+)

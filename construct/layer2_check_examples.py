@@ -1,46 +1,51 @@
 """Layer 2 -- check every example against every task.
 
-Attention (K heads, look-back heads): at an answer position ``t`` of an example whose
-inputs start at ``t - s - 1``, input slot ``a`` sits at ``t - (s + 1 - a)``. Head ``k``
-looks back ``s + 1 - a_k`` and its OV circuit is task k's table as a 0/1 matrix
-(value = one-hot content token ``w``, output ``fetch[k, g_k(w)]``), so
+Attention (one look-back head per slot read): at an answer position ``t`` of an
+example whose inputs start at ``t - s - 1``, input slot ``a`` sits at ``t - (s + 1 - a)``.
+The head for slot ``a`` looks back ``s + 1 - a`` and copies the one-hot token there
+into ``slot[a, .]`` (its OV circuit is the identity on content tokens), so
 
-    fetch[k, v] ~= [g_k(x[a_k]) == v]        (error <= (T-1) e^{-2 beta}).
+    slot[a, w] ~= [x_a == w]        (error <= (T-1) e^{-2 beta}; slot[a, .] sums to 1).
 
-MLP, for every task k and content token v (gadget ``conjunction(3)``, which equals
-``f * b1 * b2`` for ``f`` in [0, 1] and bits ``b1, b2``):
+MLP, for every task k reading slots ``(a_1..a_r)`` and every input combination
+``w = (w_1..w_r)`` (one unit: gadget ``conjunction(r + 2)``):
 
-    match_raw[k] += relu(fetch[k, v] + token[v] + is_answer - 2)
+    match_raw[k] += relu(slot[a_1, w_1] + ... + slot[a_r, w_r] + token[G_k(w)] + is_answer - (r + 1))
 
-Only ``v = y`` (the answer token) can contribute, and only at answer positions, so
-``match_raw[k] ~= [g_k(x[a_k]) == y] * is_answer``. The same MLP erases the scratch
-block exactly with ``fetch[k, v] -= relu(fetch[k, v])`` (``fetch >= 0`` always: it is a
-convex combination of 0/1 values), so layer 6 can reuse it.
+With the slots exact bits only ``w = x[a_k]`` can fire, only if ``G_k(w) = y`` (the answer
+token) and only at answer positions, so ``match_raw[k] = [G_k(x[a_k]) == y] * is_answer``.
+With soft slots ``m_j = slot[a_j, .]`` (each a probability vector within ``eps`` of the
+one-hot of ``x_{a_j}``) the sum lies within ``r eps`` of that bit: the firing unit loses at
+most ``sum_j eps``, and ``relu(sum_j m_j(w_j) - (r - 1)) <= prod_j m_j(w_j)`` (the
+Lukasiewicz and product t-norms, lemma G3), whose sum over ``w != x`` is at most
+``1 - prod_j (1 - eps) <= r eps``. The same MLP erases the scratch block exactly with
+``slot[a, w] -= relu(slot[a, w])`` (``slot >= 0``: a convex combination of 0/1 values), so
+layer 6 can reuse it.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
 
 from .gadgets import conjunction, passthrough
 from .positional import add_look_back
 from .residual import Context
-from .weights import AttentionBuilder, Layer, MLPBuilder, form
+from .spec import Layer, LayerSpec, PromptView, Values, bits, table_entries
+from .weights import AttentionBuilder, MLPBuilder, form
 
 
-def add_task_fetch_heads(attention: AttentionBuilder, ctx: Context, offset_of_slot: Callable[[int], int]) -> None:
-    """Head k looks back ``offset_of_slot(a_k)`` positions and writes one-hot ``g_k(token)`` into ``fetch[k]``.
+def add_slot_heads(attention: AttentionBuilder, ctx: Context, offset_of_slot, seen_from: str) -> None:
+    """One head per slot read: look back ``offset_of_slot(a)`` and copy the token into ``slot[a, .]``.
 
-    The OV circuit is task k's table as a 0/1 matrix: value = one-hot content token
-    ``w``, output ``fetch[k, g_k(w)]``. Layer 6 uses the same heads with other offsets.
+    Layers 2 (from an example's answer) and 6 (from an ARROW) differ only in the offset.
     """
     lay = ctx.layout
-    for k, task in enumerate(ctx.tasks.tasks):
-        offset = offset_of_slot(task.slot)
-        head = attention.head(f"task {k} ({task.name}): look back {offset} to slot {task.slot}, apply table")
+    for a in ctx.tasks.slots_read:
+        offset = offset_of_slot(a)
+        head = attention.head(f"slot {a}: look back {offset} (from the {seen_from}) and copy the token")
         add_look_back(head, lay, offset=offset, sharpness=ctx.sharpness)
         for w in range(ctx.tasks.vocab_size):
-            head.ov(form(lay, ctx.token(w)), form(lay, ("fetch", k, task.table[w])))
+            head.ov(form(lay, ctx.token(w)), form(lay, ctx.slot(a, w)))
 
 
 def build(ctx: Context) -> Layer:
@@ -48,25 +53,49 @@ def build(ctx: Context) -> Layer:
     s, d = tasks.slots, tasks.vocab_size
     attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
 
-    add_task_fetch_heads(attention, ctx, offset_of_slot=lambda a: s + 1 - a)  # from the example's answer
+    add_slot_heads(attention, ctx, offset_of_slot=lambda a: s + 1 - a, seen_from="answer")
 
-    for k in range(tasks.K):
-        for v in range(d):
-            mlp.place(conjunction(3), f"match_raw[{k}] += fetch[{k},{v}] * token[{v}] * is_answer",
-                      {"x1": form(lay, ("fetch", k, v)), "x2": form(lay, ctx.token(v)),
-                       "x3": form(lay, ("is_answer",))},
-                      form(lay, ("match_raw", k)))
-    for k in range(tasks.K):
-        for v in range(d):
-            mlp.place(passthrough(-1), f"erase fetch[{k},{v}]",
-                      {"x": form(lay, ("fetch", k, v))}, form(lay, ("fetch", k, v)))
+    for k, task in enumerate(tasks.tasks):
+        r = task.arity
+        for w in itertools.product(range(d), repeat=r):
+            y = task(dict(zip(task.slots, w)))
+            inputs = {f"x{j + 1}": form(lay, ctx.slot(a, w_j)) for j, (a, w_j) in enumerate(zip(task.slots, w))}
+            inputs[f"x{r + 1}"] = form(lay, ctx.token(y))
+            inputs[f"x{r + 2}"] = form(lay, ("is_answer",))
+            reads = " * ".join(f"slot[{a},{w_j}]" for a, w_j in zip(task.slots, w))
+            mlp.place(conjunction(r + 2), f"match_raw[{k}] += {reads} * token[{y}] * is_answer",
+                      inputs, form(lay, ("match_raw", k)))
+    for a in tasks.slots_read:
+        for w in range(d):
+            mlp.place(passthrough(-1), f"erase slot[{a},{w}]", {"x": form(lay, ctx.slot(a, w))},
+                      form(lay, ctx.slot(a, w)))
+    return Layer(SPEC, tasks, attention, mlp)
 
-    return Layer(
-        2, "check examples",
-        attention_does=("head k attends to slot a_k of the example (t - (s+1-a_k)) "
-                        "and writes one-hot g_k(x) into fetch[k]"),
-        mlp_does="match_raw[k] = fetch[k, y] at answer positions; erase fetch",
-        reads=("token", "pos_cos", "pos_sin", "is_answer", "fetch"),
-        writes=("fetch", "match_raw"),
-        attention=attention, mlp=mlp,
-    )
+
+def exact(view: PromptView, state: Values) -> Values:
+    """``slot = 0`` (erased); ``match_raw[k] = is_answer * [G_k(example inputs) == answer]``."""
+    tasks = view.tasks
+    s, S, d = tasks.slots, len(tasks.slots_read), tasks.vocab_size
+    match_raw = []
+    for t in range(view.T):
+        if state["is_answer"][t] == 1:
+            inputs = {a: view.looks_back(t, s + 1 - a) for a in tasks.slots_read}
+            match_raw.append(bits((tasks.K,), [(k,) for k, task in enumerate(tasks.tasks)
+                                               if task(inputs) == view.tokens[t]]))
+        else:
+            match_raw.append(bits((tasks.K,)))
+    return {"slot": [bits((S, d)) for _ in range(view.T)], "match_raw": match_raw}
+
+
+SPEC = LayerSpec(
+    2, "check examples",
+    attention_does="one head per slot a read by a task looks back s+1-a (slot a of the example, seen from "
+                   "its answer) and copies the token into slot[a]",
+    mlp_does="match_raw[k] = sum_w relu(slot[a_1,w_1] + .. + slot[a_r,w_r] + token[G_k(w)] + is_answer - (r+1)); "
+             "erase slot",
+    reads=("token", "pos_cos", "pos_sin", "is_answer", "slot"),
+    writes=("slot", "match_raw"),
+    heads=lambda tasks: len(tasks.slots_read),
+    mlp_width=lambda tasks: table_entries(tasks) + len(tasks.slots_read) * tasks.vocab_size,
+    build=build, exact=exact,
+)

@@ -17,7 +17,8 @@ from fractions import Fraction
 
 from .gadgets import conjunction
 from .residual import Context
-from .weights import AttentionBuilder, Layer, MLPBuilder, form
+from .spec import Layer, LayerSpec, PromptView, Values
+from .weights import AttentionBuilder, MLPBuilder, form
 
 
 def build(ctx: Context) -> Layer:
@@ -28,11 +29,25 @@ def build(ctx: Context) -> Layer:
             mlp.place(conjunction(2, Fraction(1, j)), f"vote[{k}] += match[{k}] * count_is[{j}] / {j}",
                       {"x1": form(lay, ("match", k)), "x2": form(lay, ("count_is", j - 1))},
                       form(lay, ("vote", k)))
-    return Layer(
-        4, "cast votes",
-        attention_does="(none)",
-        mlp_does="vote[k] = match[k] / (number of consistent tasks)",
-        reads=("match", "count_is"),
-        writes=("vote",),
-        attention=attention, mlp=mlp,
-    )
+    return Layer(SPEC, ctx.tasks, attention, mlp)
+
+
+def exact(view: PromptView, state: Values) -> Values:
+    """``vote[k] = match[k] / C`` for the C with ``count_is[C] = 1``; 0 for noise and non-answers."""
+    votes = []
+    for match, count_is in zip(state["match"], state["count_is"]):
+        ones = [j for j, flag in enumerate(count_is, start=1) if flag == 1]
+        votes.append(match / ones[0] if ones else match * 0)
+    return {"vote": votes}
+
+
+SPEC = LayerSpec(
+    4, "cast votes",
+    attention_does="(none)",
+    mlp_does="vote[k] = sum_j relu(match[k] + count_is[j] - 1)/j (1/C to each consistent task)",
+    reads=("match", "count_is"),
+    writes=("vote",),
+    heads=lambda tasks: 0,
+    mlp_width=lambda tasks: tasks.K * tasks.K,
+    build=build, exact=exact,
+)

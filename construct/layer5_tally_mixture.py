@@ -25,7 +25,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 from .residual import Context
-from .weights import AttentionBuilder, Layer, MLPBuilder, combine, form
+from .spec import Layer, LayerSpec, PromptView, Values
+from .weights import AttentionBuilder, MLPBuilder, combine, form
 
 
 def build(ctx: Context) -> Layer:
@@ -37,11 +38,33 @@ def build(ctx: Context) -> Layer:
     for k in range(K):
         value = combine((form(lay, ("vote", k)), 1), (form(lay, ctx.token("BOS")), Fraction(1, K)))
         head.ov(value, form(lay, ("mix", k)))
-    return Layer(
-        5, "tally mixture",
-        attention_does="head 0 averages vote over earlier answers with valid = 1 (BOS gives the prior 1/K) into mix",
-        mlp_does="(none)",
-        reads=("valid", "token", "vote"),
-        writes=("mix",),
-        attention=attention, mlp=mlp,
-    )
+    return Layer(SPEC, ctx.tasks, attention, mlp)
+
+
+def exact(view: PromptView, state: Values) -> Values:
+    """``mix[t]`` = mean of ``vote[u]`` over ``u <= t`` with ``valid[u] = 1``, else the prior ``1/K``."""
+    K = view.tasks.K
+    mix, total, n = [], None, 0
+    for t in range(view.T):
+        if state["valid"][t] == 1:
+            total = state["vote"][t] if total is None else total + state["vote"][t]
+            n += 1
+        if n:
+            mix.append(total / n)
+        else:
+            prior = state["vote"][t] * 0 + Fraction(1, K)
+            mix.append(prior)
+    return {"mix": mix}
+
+
+SPEC = LayerSpec(
+    5, "tally mixture",
+    attention_does="head 0: query 1, key 2 beta valid + beta [BOS], value vote + [BOS]/K -> mix "
+                   "(the average of earlier votes; the prior 1/K at BOS when there is none)",
+    mlp_does="(none)",
+    reads=("valid", "token", "vote"),
+    writes=("mix",),
+    heads=lambda tasks: 1,
+    mlp_width=lambda tasks: 0,
+    build=build, exact=exact,
+)

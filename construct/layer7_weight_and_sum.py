@@ -2,36 +2,65 @@
 
 Attention: none (all-zero heads).
 
-MLP, for every task k and content token v (gadget ``conjunction(3)``):
+MLP, for every task k reading slots ``(a_1..a_r)`` and every input combination
+``w = (w_1..w_r)`` (one unit: gadget ``conjunction(r + 2)``):
 
-    out[v] += relu(mix[k] + task_out[k, v] + token[ARROW] - 2)
-            = mix[k] * task_out[k, v] * [ARROW]        (mix in [0, 1], bits)
+    out[G_k(w)] += relu(mix[k] + slot[a_1, w_1] + ... + slot[a_r, w_r] + token[ARROW] - (r + 1))
+                 = mix[k] * [x[a_k] == w] * [ARROW]        (mix in [0, 1], slot bits)
 
-so at a prediction position ``out[v] = sum_k p_k [g_k(x[a_k]) == v]``, the analytic
-prediction, and ``out = 0`` at every other position. The readout is ``out``.
+so at a prediction position exactly one unit of task k fires (``w = x[a_k]``) and
+``out[v] = sum_k p_k [G_k(x[a_k]) == v]``, the analytic prediction; ``out = 0`` at every
+other position. The readout is ``out``.
 """
 
 from __future__ import annotations
 
+import itertools
+
 from .gadgets import conjunction
 from .residual import Context
-from .weights import AttentionBuilder, Layer, MLPBuilder, form
+from .spec import Layer, LayerSpec, PromptView, Values, bits, table_entries
+from .weights import AttentionBuilder, MLPBuilder, form
 
 
 def build(ctx: Context) -> Layer:
     lay, tasks = ctx.layout, ctx.tasks
     attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
-    for k in range(tasks.K):
-        for v in range(tasks.vocab_size):
-            mlp.place(conjunction(3), f"out[{v}] += mix[{k}] * task_out[{k},{v}] * [ARROW]",
-                      {"x1": form(lay, ("mix", k)), "x2": form(lay, ("task_out", k, v)),
-                       "x3": form(lay, ctx.token("ARROW"))},
-                      form(lay, ("out", v)))
-    return Layer(
-        7, "weight and sum",
-        attention_does="(none)",
-        mlp_does="out[v] = sum_k mix[k] * task_out[k, v] at prediction positions",
-        reads=("mix", "task_out", "token"),
-        writes=("out",),
-        attention=attention, mlp=mlp,
-    )
+    for k, task in enumerate(tasks.tasks):
+        r = task.arity
+        for w in itertools.product(range(tasks.vocab_size), repeat=r):
+            v = task(dict(zip(task.slots, w)))
+            inputs = {"x1": form(lay, ("mix", k))}
+            inputs.update({f"x{j + 2}": form(lay, ctx.slot(a, w_j)) for j, (a, w_j) in enumerate(zip(task.slots, w))})
+            inputs[f"x{r + 2}"] = form(lay, ctx.token("ARROW"))
+            reads = " * ".join(f"slot[{a},{w_j}]" for a, w_j in zip(task.slots, w))
+            mlp.place(conjunction(r + 2), f"out[{v}] += mix[{k}] * {reads} * [ARROW]", inputs, form(lay, ("out", v)))
+    return Layer(SPEC, tasks, attention, mlp)
+
+
+def exact(view: PromptView, state: Values) -> Values:
+    """``out[v] = [ARROW] * sum_k mix[k] [G_k(x) == v]``, x read off the snapped slot block."""
+    tasks = view.tasks
+    out = []
+    for t in range(view.T):
+        row = bits((tasks.vocab_size,))
+        if view.is_arrow(t):
+            inputs = {a: next(w for w, flag in enumerate(state["slot"][t][i]) if flag == 1)
+                      for i, a in enumerate(tasks.slots_read)}
+            for k, task in enumerate(tasks.tasks):
+                row[task(inputs)] += state["mix"][t][k]
+        out.append(row)
+    return {"out": out}
+
+
+SPEC = LayerSpec(
+    7, "weight and sum",
+    attention_does="(none)",
+    mlp_does="out[G_k(w)] += relu(mix[k] + slot[a_1,w_1] + .. + slot[a_r,w_r] + token[ARROW] - (r+1)) "
+             "= sum_k p_k [G_k(x) = v] at ARROWs",
+    reads=("mix", "slot", "token"),
+    writes=("out",),
+    heads=lambda tasks: 0,
+    mlp_width=table_entries,
+    build=build, exact=exact,
+)

@@ -30,7 +30,9 @@ class BlockSpec:
     shape: tuple[int, ...]
     written_by: str
     meaning: str
-    index_names: tuple[str, ...] | None = None  # labels for a 1-d block's entries, e.g. ("BOS",)
+    # labels of the entries along each axis, e.g. (("0", "1", "BOS", "ARROW"),) or
+    # (("2", "5"), ("0", "1", "2")) for a block indexed by (slot read, token); None: 0, 1, 2, ...
+    index_names: tuple[tuple[str, ...] | None, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -57,12 +59,10 @@ class Block:
     def labels(self) -> list[str]:
         if not self.spec.shape:
             return [self.name]
-        if self.spec.index_names is not None:
-            return [f"{self.name}[{n}]" for n in self.spec.index_names]
-        return [
-            f"{self.name}[{','.join(str(i) for i in idx)}]"
-            for idx in itertools.product(*(range(n) for n in self.spec.shape))
-        ]
+        names = self.spec.index_names or (None,) * len(self.spec.shape)
+        axes = [axis if axis is not None else tuple(str(i) for i in range(n))
+                for axis, n in zip(names, self.spec.shape)]
+        return [f"{self.name}[{','.join(idx)}]" for idx in itertools.product(*axes)]
 
 
 class Layout:
@@ -82,9 +82,6 @@ class Layout:
 
     def __getitem__(self, name: str) -> Block:
         return self.blocks[name]
-
-    def __contains__(self, name: str) -> bool:
-        return name in self.blocks
 
     def at(self, name: str, *index: int) -> int:
         """Residual index of entry ``index`` of block ``name``."""
@@ -129,6 +126,7 @@ class Layout:
         return [
             {"name": b.name, "shape": list(b.shape), "start": b.start, "written_by": b.spec.written_by,
              "meaning": b.spec.meaning,
-             **({"index_names": list(b.spec.index_names)} if b.spec.index_names else {})}
+             **({"index_names": [None if a is None else list(a) for a in b.spec.index_names]}
+                if b.spec.index_names else {})}
             for b in self.blocks.values()
         ]

@@ -1,6 +1,7 @@
 """The residual stream of the task-superposition transformer, block by block.
 
-``d_model = 2d + 2Kd + 5K + 2L + 5`` with ``L = ceil(log2 T_max)``:
+``d_model = 2d + S d + 5K + 2L + 5`` with ``L = ceil(log2 T_max)`` and ``S`` the number
+of distinct input slots read by any task (``S <= min(s, sum_k r_k)``):
 
 ========== ======= ==================== =====================================================
 block      dims    written by           meaning (at the positions where it is used)
@@ -10,20 +11,21 @@ pos_cos    L       position embedding   cos(pi t / 2^b)
 pos_sin    L       position embedding   sin(pi t / 2^b)
 answer_raw 1       layer 1 attention    ~1 if the previous token is ARROW (soft)
 is_answer  1       layer 1 MLP          exactly 1 at answer positions, else 0
-fetch      K x d   layer 2/6 attention  scratch: one-hot of g_k(x[a_k]) (layer 2 MLP erases it)
-match_raw  K       layer 2 MLP          ~[g_k(x[a_k]) == y] at answer positions
+slot       S x d   layers 2 and 6       scratch: one-hot of input slot a (see below)
+match_raw  K       layer 2 MLP          ~[G_k(x[a_k]) == y] at answer positions
 match      K       layer 3 MLP          exactly [example consistent with task k]
 count_is   K       layer 3 MLP          exactly [number of consistent tasks == j], j = 1..K
 valid      1       layer 3 MLP          exactly [answer consistent with at least one task]
 vote       K       layer 4 MLP          exactly match[k] / (number of consistent tasks)
 mix        K       layer 5 attention    task mixture p_k from earlier examples (soft)
-task_out   K x d   layer 6 MLP          exactly one-hot of g_k(x[a_k]) at prediction positions
-out        d       layer 7 MLP          sum_k p_k [g_k(x[a_k]) == v]; the readout
+out        d       layer 7 MLP          sum_k p_k [G_k(x[a_k]) == v]; the readout
 ========== ======= ==================== =====================================================
 
-The fetch scratch block is shared: layer 2 writes the example's task outputs, its MLP
-reads them and erases them exactly (``fetch - relu(fetch) = 0`` since fetch >= 0), and
-layer 6 writes the query's task outputs into the same dimensions.
+The ``slot`` block (one row per slot read, labelled by the slot's index) is used twice:
+layer 2's heads copy an example's input tokens into it at the example's answer, its
+MLP reads them and erases them exactly (``slot - relu(slot) = 0`` since slot >= 0);
+layer 6's heads copy the current input tokens into it at every ARROW and its MLP snaps
+them in place to exact bits, which layer 7 reads.
 """
 
 from __future__ import annotations
@@ -36,30 +38,32 @@ from .layout import BlockSpec, Layout
 from .positional import n_frequencies
 
 
-def d_model_formula(d: int, K: int, max_len: int) -> int:
-    """``2d + 2Kd + 5K + 2L + 5``, ``L = ceil(log2 max_len)``: O(K d + log T) dimensions."""
-    return 2 * d + 2 * K * d + 5 * K + 2 * n_frequencies(max_len) + 5
+def d_model_formula(d: int, S: int, K: int, max_len: int) -> int:
+    """``2d + S d + 5K + 2L + 5``, ``L = ceil(log2 max_len)``: O(S d + K + log T) dimensions."""
+    return 2 * d + S * d + 5 * K + 2 * n_frequencies(max_len) + 5
 
 
 def make_layout(tasks: TaskSet, max_len: int) -> Layout:
     d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
-    names = tuple(str(v) for v in range(d)) + ("BOS", "ARROW")
+    tokens = tuple(str(v) for v in range(d))
+    slots = tuple(str(a) for a in tasks.slots_read)
     return Layout([
-        BlockSpec("token", (d + 2,), "token embedding", "one-hot token (content 0..d-1, BOS, ARROW)", names),
+        BlockSpec("token", (d + 2,), "token embedding", "one-hot token (content 0..d-1, BOS, ARROW)",
+                  (tokens + ("BOS", "ARROW"),)),
         BlockSpec("pos_cos", (L,), "position embedding", "cos(pi t / 2^b)"),
         BlockSpec("pos_sin", (L,), "position embedding", "sin(pi t / 2^b)"),
         BlockSpec("answer_raw", (), "layer 1 attention", "soft: previous token is ARROW"),
         BlockSpec("is_answer", (), "layer 1 MLP", "exact: this is an answer position"),
-        BlockSpec("fetch", (K, d), "layer 2 and 6 attention (erased by layer 2 MLP)",
-                  "scratch: one-hot of task k's output on the fetched slot"),
+        BlockSpec("slot", (len(slots), d), "layers 2 and 6 (attention writes, MLP erases / snaps)",
+                  "scratch: one-hot of the token in input slot a (example's at answers, current at ARROWs)",
+                  (slots, tokens)),
         BlockSpec("match_raw", (K,), "layer 2 MLP", "soft: answer equals task k's output"),
         BlockSpec("match", (K,), "layer 3 MLP", "exact: example consistent with task k"),
         BlockSpec("count_is", (K,), "layer 3 MLP", "exact: example consistent with exactly j tasks (j = 1..K)",
-                  tuple(str(j) for j in range(1, K + 1))),
+                  (tuple(str(j) for j in range(1, K + 1)),)),
         BlockSpec("valid", (), "layer 3 MLP", "exact: example consistent with at least one task"),
         BlockSpec("vote", (K,), "layer 4 MLP", "exact: match[k] / number of consistent tasks"),
         BlockSpec("mix", (K,), "layer 5 attention", "task mixture from earlier examples"),
-        BlockSpec("task_out", (K, d), "layer 6 MLP", "exact: one-hot of task k's output on the query"),
         BlockSpec("out", (d,), "layer 7 MLP", "superposed prediction; read out"),
     ])
 
@@ -76,3 +80,7 @@ class Context:
         """Direction of token ``v`` (a content id, "BOS" or "ARROW") in the ``token`` block."""
         index = {"BOS": self.tasks.bos, "ARROW": self.tasks.arrow}.get(v, v)  # type: ignore[arg-type]
         return ("token", index)
+
+    def slot(self, a: int, w: int) -> tuple:
+        """Direction ``slot[a, w]``: token w in input slot a (a is the slot's index in the example)."""
+        return ("slot", self.tasks.slots_read.index(a), w)

@@ -12,7 +12,7 @@ written by saying what each hidden unit or head dimension reads and writes:
   dimension and the residual direction it is written to.
 
 Coefficients stay exact (``Fraction``) where they are rational; ``dense()`` turns the
-builders into the arrays of a standard transformer layer, and ``Layer.check_declared``
+builders into the arrays of a standard transformer layer, and ``spec.Layer.check``
 verifies that a layer touches only the blocks it declares.
 """
 
@@ -150,41 +150,3 @@ class AttentionBuilder:
                 for dim, c in out.items():
                     W_O[h, j, dim] += float(c)
         return {**W, **b, "W_O": W_O, "b_O": np.zeros((D,), dtype)}
-
-
-@dataclass
-class Layer:
-    """One of the seven layers: what it is for, its two sublayers, and the blocks it may touch."""
-
-    number: int
-    title: str
-    attention_does: str
-    mlp_does: str
-    reads: tuple[str, ...]
-    writes: tuple[str, ...]
-    attention: AttentionBuilder
-    mlp: MLPBuilder
-
-    def touched(self) -> tuple[set[str], set[str]]:
-        """Blocks actually read and written by the non-zero weights."""
-        lay = self.attention.layout
-        reads: set[str] = set()
-        writes: set[str] = set()
-        for head in self.attention.heads:
-            for f, _ in head.query + head.key + head.value:
-                reads |= {lay.block_of(d).name for d, c in f.items() if c != 0}
-            for out in head.output:
-                writes |= {lay.block_of(d).name for d, c in out.items() if c != 0}
-        for u in self.mlp.units:
-            reads |= {lay.block_of(d).name for d, c in u.reads.items() if c != 0}
-            writes |= {lay.block_of(d).name for d, c in u.writes.items() if c != 0}
-        return reads, writes
-
-    def check_declared(self) -> None:
-        reads, writes = self.touched()
-        if not reads <= set(self.reads) or not writes <= set(self.writes):
-            raise AssertionError(
-                f"layer {self.number} ({self.title}) reads {sorted(reads)} / writes {sorted(writes)} "
-                f"but declares reads {sorted(self.reads)} / writes {sorted(self.writes)}"
-            )
-

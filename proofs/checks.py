@@ -1,7 +1,7 @@
 """Every lemma of ``proofs/theorem.md`` and the check that proves it, in the order of the proof.
 
-``run_all()`` runs them all on freshly built weights; each check can also be called on
-its own, with the gadget, model or function to check as an argument.
+``superpose prove`` runs them in this order; each check can also be called on its own,
+with the gadget, model or function to check as an argument.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ from typing import Callable, Sequence
 
 from .bound_lemmas import check_error_bound_formula, check_error_bound_leak
 from .exact_run import check_exact_run, check_sharpness_scales_scores
-from .gadget_lemmas import check_conjunction, check_integer_indicator, check_passthrough, check_snap
+from .gadget_lemmas import (check_conjunction, check_integer_indicator, check_passthrough, check_snap,
+                            check_snap_in_place)
 from .layer_lemmas import (check_dimensions, check_embedding_and_readout, check_layer1, check_layer2, check_layer3,
                            check_layer4, check_layer5, check_layer6, check_layer7)
 from .positional_lemmas import check_gap_lemma, check_look_back_score
@@ -23,6 +24,7 @@ ALL_CHECKS: tuple[Callable[[], CheckResult], ...] = (
     check_integer_indicator,
     check_conjunction,
     check_passthrough,
+    check_snap_in_place,
     check_gap_lemma,
     check_look_back_score,
     check_softmax_leakage,
@@ -46,7 +48,3 @@ ALL_CHECKS: tuple[Callable[[], CheckResult], ...] = (
 def lemma_id(check: Callable) -> str:
     """The short id of a check's lemma (``"G1"``, ``"L3"``, ``"X"``, ...)."""
     return check.lemma_name.split()[0]  # type: ignore[attr-defined]
-
-
-def run_all(checks: Sequence[Callable[[], CheckResult]] = ALL_CHECKS) -> list[CheckResult]:
-    return [check() for check in checks]

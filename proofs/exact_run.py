@@ -22,9 +22,10 @@ distribution on the positions of maximal score; every score is ``beta`` times a 
 that does not depend on ``beta`` (lemma Q), so the maximisers are those of the exact
 scores computed from the weights. The run uses exactly that attention.
 
-The check runs every prompt, compares each layer's output blocks with their
-specification computed from the prompt alone (``verify.analytic``), and the readout
-at every prediction position with ``predict(tasks, prompt, exact=True)``.
+The check runs every prompt, compares each layer's output blocks with the exact values
+its spec states (``LayerSpec.exact``, chained from the tokens by ``spec.exact_values``),
+and the readout at every prediction position with ``predict(tasks, prompt, exact=True)``
+(``verify.analytic``, written independently of the construction).
 """
 
 from __future__ import annotations
@@ -38,9 +39,10 @@ import mpmath
 import numpy as np
 from sympy import QQ
 
-from superpose.construct.build import SuperposeModel, build
+from superpose.construct.build import LAYER_SPECS, SuperposeModel, build
+from superpose.construct.spec import exact_values
 from superpose.setting import Prompt, prediction_positions, tokenize, validate_prompt
-from superpose.verify.analytic import consistent_tasks, output_distribution, predict, task_mixture
+from superpose.verify.analytic import predict
 
 from .result import ProofFailure, ProofInputError, lemma, require
 from .subjects import prompts_for, proof_models, random_prompts
@@ -306,39 +308,17 @@ def readout(weights: ExactWeights, stream: list[list[Any]]) -> list[list[Any]]:
 
 
 def _specification(model: SuperposeModel, prompt: Prompt) -> dict[int, dict[tuple, Fraction]]:
-    """Layer -> {(block, position, *index): exact value} from the prompt alone (``verify.analytic``)."""
-    tasks = model.tasks
-    n, K, d = tasks.example_length, tasks.K, tasks.vocab_size
-    T = tasks.prompt_length(prompt.n_examples)
-    answers = {(i + 1) * n: i for i in range(prompt.n_examples)}       # position of example i's answer
-    fits = [consistent_tasks(tasks, e) for e in prompt.examples]
-    spec: dict[int, dict[tuple, Fraction]] = {i: {} for i in range(1, 8)}
-    for t in range(T):
-        i = answers.get(t)
-        F = fits[i] if i is not None else []
-        spec[1][("answer_raw", t)] = spec[1][("is_answer", t)] = Fraction(int(i is not None))
-        for k in range(K):
-            spec[2][("match_raw", t, k)] = spec[3][("match", t, k)] = Fraction(int(k in F))
-            spec[4][("vote", t, k)] = Fraction(int(k in F), len(F)) if F else Fraction(0)
-            for v in range(d):
-                spec[2][("fetch", t, k, v)] = Fraction(0)   # erased by the layer 2 MLP
-        for j in range(1, K + 1):
-            spec[3][("count_is", t, j - 1)] = Fraction(int(len(F) == j))
-        spec[3][("valid", t)] = Fraction(int(bool(F)))
-    arrows = set(prediction_positions(tasks, prompt.n_examples).tolist())
-    for i, t in enumerate(sorted(arrows)):
-        mixture = task_mixture(tasks, prompt.examples[:i])
-        for k in range(K):
-            spec[5][("mix", t, k)] = mixture[k]
-            task = tasks.tasks[k]
-            for v in range(d):
-                spec[6][("task_out", t, k, v)] = Fraction(int(task.table[prompt.inputs_at(i)[task.slot]] == v))
-        for v, o in enumerate(output_distribution(tasks, mixture, prompt.inputs_at(i))):
-            spec[7][("out", t, v)] = o
-    for t in range(T):
-        if t not in arrows:
-            for v in range(d):
-                spec[7][("out", t, v)] = Fraction(0)
+    """Layer -> {(block, position, *index): exact value}: the seven specs' ``exact`` values."""
+    tokens = tokenize(model.tasks, prompt).tolist()
+    spec: dict[int, dict[tuple, Fraction]] = {}
+    for number, written in enumerate(exact_values(LAYER_SPECS, model.tasks, tokens), start=1):
+        spec[number] = {}
+        for block, per_position in written.items():
+            for t, value in enumerate(per_position):
+                if value is None:
+                    continue
+                for index, x in np.ndenumerate(np.asarray(value, dtype=object)):
+                    spec[number][(block, t, *index)] = Fraction(x)
     return spec
 
 

@@ -19,6 +19,7 @@ So a change to a weight, in the builder or in the params, fails the layer's lemm
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -178,10 +179,14 @@ def look_back_form(model: SuperposeModel, offset: int) -> dict:
     return form
 
 
-def table_ov(model: SuperposeModel, k: int) -> dict:
-    """Task k's table as an OV map: token[w] -> fetch[k, table_k[w]]."""
-    lay, task = model.layout, model.tasks.tasks[k]
-    return {(lay.at("token", w), lay.at("fetch", k, task.table[w])): 1 for w in range(model.tasks.vocab_size)}
+def slot_copy_ov(model: SuperposeModel, a: int) -> dict:
+    """The OV map of the head for slot a: token[w] -> slot[a, w] for every content token w."""
+    lay, i = model.layout, model.tasks.slots_read.index(a)
+    return {(lay.at("token", w), lay.at("slot", i, w)): 1 for w in range(model.tasks.vocab_size)}
+
+
+def _slot(model: SuperposeModel, a: int, w: int) -> dict:
+    return {model.layout.at("slot", model.tasks.slots_read.index(a), w): 1}
 
 
 def _dense(shape: tuple, entries: dict) -> np.ndarray:
@@ -287,23 +292,49 @@ def check_layer1(model=None) -> str:
     return _per_model(model, prove)
 
 
+def _conjunction_terms(m: SuperposeModel, task, gate: dict, gate_name: str, lead: dict | None) -> list:
+    """The units of one task in layer 2 (``lead`` None: slots, answer token, is_answer) or 7 (lead mix).
+
+    For every input combination w: a term in the variables (lead,) f_1..f_r (the slots
+    read), and the gate(s). Proved: equal to the product when at most one input is soft
+    (the rest bits), and 0 whenever a gate is 0 (G3 gives the soft-inputs bound).
+    """
+    r, d = task.arity, m.tasks.vocab_size
+    terms = []
+    for w in itertools.product(range(d), repeat=r):
+        variables = {} if lead is None else {"p": lead}
+        variables.update({f"f{j}": _slot(m, a, w_j) for j, (a, w_j) in enumerate(zip(task.slots, w))})
+        if lead is None:
+            variables["t"] = _form(m, "token", task(dict(zip(task.slots, w))))
+        variables[gate_name] = gate
+        names = list(variables)
+        product = sp.Mul(*(symbol(n) for n in names))
+        soft = [n for n in names if n not in ("t", gate_name)]
+        cases = tuple(Case(f"= {'*'.join(names)} with {v} soft", {n: interval(0, 1) if n == v else BIT for n in names},
+                           equals=product) for v in soft)
+        cases += (Case(f"0 where {gate_name} = 0", {n: (0,) if n == gate_name else interval(0, 1) for n in names},
+                       inactive=True),)
+        terms.append(Term(variables, cases))
+    return terms
+
+
 @lemma("L2 check examples",
-       "layer 2: head k looks back s+1-a_k and writes the one-hot of table_k[token] into fetch[k]; MLP: "
-       "match_raw[k] += fetch[k,v]*token[v]*is_answer (fetch in [0,1], bits) and fetch[k,v] -= fetch[k,v] (fetch >= 0)")
+       "layer 2: the head for slot a looks back s+1-a and copies the one-hot token into slot[a]; MLP: "
+       "match_raw[k] += relu(slot[a_1,w_1] + .. + slot[a_r,w_r] + token[G_k(w)] + is_answer - (r+1)) = the product "
+       "when at most one slot is soft, 0 off answers; slot[a,w] -= slot[a,w] (slot >= 0)")
 def check_layer2(model=None) -> str:
     def prove(m: SuperposeModel) -> str:
         lay, tasks = m.layout, m.tasks
-        heads = [(f"task {k} looks back {tasks.slots + 1 - t.slot}", look_back_form(m, tasks.slots + 1 - t.slot),
-                  table_ov(m, k), True) for k, t in enumerate(tasks.tasks)]
+        heads = [(f"slot {a} looks back {tasks.slots + 1 - a}", look_back_form(m, tasks.slots + 1 - a),
+                  slot_copy_ov(m, a), True) for a in tasks.slots_read]
         deviation = prove_attention(m, 2, heads)
-        f, t, a = symbol("f"), symbol("t"), symbol("a")
-        conj = (Case("= f*t*a", {"f": interval(0, 1), "t": BIT, "a": BIT}, equals=f * t * a),)
-        claims = [OutputClaim(lay.at("match_raw", k), tuple(
-            Term({"f": _form(m, "fetch", k, v), "t": _form(m, "token", v), "a": _form(m, "is_answer")}, conj)
-            for v in range(tasks.vocab_size))) for k in range(tasks.K)]
+        claims = [OutputClaim(lay.at("match_raw", k),
+                              tuple(_conjunction_terms(m, task, _form(m, "is_answer"), "a", None)))
+                  for k, task in enumerate(tasks.tasks)]
+        f = symbol("f")
         erase = (Case("= -f for f >= 0", {"f": interval(0, None)}, equals=-f),)
-        claims += [OutputClaim(lay.at("fetch", k, v), (Term({"f": _form(m, "fetch", k, v)}, erase),))
-                   for k in range(tasks.K) for v in range(tasks.vocab_size)]
+        claims += [OutputClaim(lay.at("slot", i, w), (Term({"f": _slot(m, a, w)}, erase),))
+                   for i, a in enumerate(tasks.slots_read) for w in range(tasks.vocab_size)]
         pieces = prove_mlp(m, 2, claims)
         return f"score entries within {deviation:.1e}, {pieces} pieces"
     return _per_model(model, prove)
@@ -368,73 +399,87 @@ def check_layer5(model=None) -> str:
     return _per_model(model, prove)
 
 
-@lemma("L6 fetch query outputs",
-       "layer 6: head k looks back s-a_k and writes the one-hot of table_k[token] into fetch[k]; "
-       "MLP: task_out[k,v] = snap(fetch[k,v]), in [0,1] everywhere")
+@lemma("L6 fetch query inputs",
+       "layer 6: the head for slot a looks back s-a and copies the one-hot token into slot[a]; "
+       "MLP: slot[a,w] += snap(slot[a,w]) - slot[a,w] for slot >= 0, so the block is snapped in place")
 def check_layer6(model=None) -> str:
     def prove(m: SuperposeModel) -> str:
         lay, tasks = m.layout, m.tasks
-        heads = [(f"task {k} looks back {tasks.slots - t.slot}", look_back_form(m, tasks.slots - t.slot),
-                  table_ov(m, k), True) for k, t in enumerate(tasks.tasks)]
+        heads = [(f"slot {a} looks back {tasks.slots - a}", look_back_form(m, tasks.slots - a),
+                  slot_copy_ov(m, a), True) for a in tasks.slots_read]
         deviation = prove_attention(m, 6, heads)
-        claims = [OutputClaim(lay.at("task_out", k, v), (Term({"x": _form(m, "fetch", k, v)}, _snap_cases("x")),))
-                  for k in range(tasks.K) for v in range(tasks.vocab_size)]
+        x = symbol("x")
+        in_place = (Case("= -x on [0, 1/4]", {"x": interval(0, QUARTER)}, equals=-x),
+                    Case("= 2x - 1/2 - x on [1/4, 3/4]", {"x": interval(QUARTER, THREE_QUARTERS)},
+                         equals=x - Fraction(1, 2)),
+                    Case("= 1 - x on [3/4, oo)", {"x": interval(THREE_QUARTERS, None)}, equals=1 - x))
+        claims = [OutputClaim(lay.at("slot", i, w), (Term({"x": _slot(m, a, w)}, in_place),))
+                  for i, a in enumerate(tasks.slots_read) for w in range(tasks.vocab_size)]
         return f"score entries within {deviation:.1e}, {prove_mlp(m, 6, claims)} pieces"
     return _per_model(model, prove)
 
 
 @lemma("L7 weight and sum",
-       "layer 7 (no heads): out[v] += mix[k]*task_out[k,v]*[ARROW] for mix in [0,1] and bits; "
-       "the term is 0 where token[ARROW] = 0 and mix, task_out lie in [0,1]")
+       "layer 7 (no heads): out[G_k(w)] += relu(mix[k] + slot[a_1,w_1] + .. + slot[a_r,w_r] + token[ARROW] - (r+1)) "
+       "= mix[k] * prod slot * [ARROW] for mix in [0,1] and bits; 0 where token[ARROW] = 0 and all lie in [0,1]")
 def check_layer7(model=None) -> str:
     def prove(m: SuperposeModel) -> str:
         lay, tasks = m.layout, m.tasks
         prove_attention(m, 7, [])
-        p, o, r = symbol("p"), symbol("o"), symbol("r")
-        cases = (Case("= p*o*r", {"p": interval(0, 1), "o": BIT, "r": BIT}, equals=p * o * r),
-                 Case("0 off ARROW", {"p": interval(0, 1), "o": interval(0, 1), "r": (0,)}, inactive=True))
-        claims = [OutputClaim(lay.at("out", v), tuple(
-            Term({"p": _form(m, "mix", k), "o": _form(m, "task_out", k, v), "r": _token(m, "ARROW")}, cases)
-            for k in range(tasks.K))) for v in range(tasks.vocab_size)]
+        by_output: dict[int, list] = {}
+        for k, task in enumerate(tasks.tasks):
+            terms = _conjunction_terms(m, task, _token(m, "ARROW"), "r", _form(m, "mix", k))
+            for w, term in zip(itertools.product(range(tasks.vocab_size), repeat=task.arity), terms):
+                by_output.setdefault(lay.at("out", task(dict(zip(task.slots, w)))), []).append(term)
+        claims = [OutputClaim(output, tuple(terms)) for output, terms in sorted(by_output.items())]
         return f"{prove_mlp(m, 7, claims)} pieces and vertices"
     return _per_model(model, prove)
 
 
 def dimension_models() -> list[SuperposeModel]:
-    """The proof models and builds over a spread of (d, s, K, M), where each of 2Kd, 6K+2, K^2 is the largest."""
+    """The proof models and builds over a spread of (d, s, K, r, M), each layer's width the largest somewhere."""
     from superpose.construct.build import build
     from superpose.demo import digit_tasks
     from superpose.setting import Task, TaskSet
 
-    def tasks(d: int, s: int, K: int) -> TaskSet:
-        return TaskSet(d, s, [Task(f"t{k}", k % s, [(x + k) % d for x in range(d)]) for k in range(K)])
+    def tasks(d: int, s: int, K: int, r: int) -> TaskSet:
+        def table(k: int, arity: int):
+            return (np.indices((d,) * arity).sum(axis=0) + k) % d
+        return TaskSet(d, s, [Task(f"t{k}", [(k + j) % s for j in range(min(r, s))], table(k, min(r, s)))
+                              for k in range(K)])
 
-    grid = [(1, 1, 1, 0), (2, 3, 4, 5), (7, 2, 2, 10), (4, 2, 5, 1), (1, 1, 8, 2), (3, 4, 6, 30)]
-    return proof_models() + [build(tasks(d, s, K), max_examples=M) for d, s, K, M in grid] \
+    grid = [(1, 1, 1, 1, 0), (2, 3, 4, 1, 5), (7, 2, 2, 1, 10), (4, 2, 5, 2, 1), (1, 1, 8, 1, 2),
+            (3, 4, 6, 3, 30), (5, 3, 2, 2, 3)]
+    return proof_models() + [build(tasks(d, s, K, r), max_examples=M) for d, s, K, r, M in grid] \
         + [build(digit_tasks(), max_examples=64)]
 
 
 @lemma("D dimensions",
-       "7 layers, K heads, of which 1, K, 0, 0, 1, K, 0 are used; d_model = 2d + 2Kd + 5K + 2L + 5 with "
-       "L = max(1, ceil(log2 T_max)); d_head = max(2L, d, K); MLP widths 2, 2Kd, 6K+2, K^2, 0, 2Kd, Kd; "
-       "d_mlp = max(2Kd, 6K+2, K^2)")
+       "7 layers, S = (distinct slots read) heads, of which 1, S, 0, 0, 1, S, 0 are used; "
+       "d_model = 2d + Sd + 5K + 2L + 5 with L = max(1, ceil(log2 T_max)); d_head = max(2L, d, K); "
+       "MLP widths 2, E + Sd, 6K+2, K^2, 0, 3Sd, E with E = sum_k d^{r_k}; d_mlp = the largest; "
+       "each as its layer's spec states")
 def check_dimensions(model=None) -> str:
-    d_, K_, L_ = sp.symbols("d K L", positive=True, integer=True)
-    formula = 2 * d_ + 2 * K_ * d_ + 5 * K_ + 2 * L_ + 5
+    from superpose.construct.build import LAYER_SPECS
+
+    d_, S_, K_, L_ = sp.symbols("d S K L", positive=True, integer=True)
+    formula = 2 * d_ + S_ * d_ + 5 * K_ + 2 * L_ + 5
     # the residual table of the theorem, block by block
-    blocks = ((d_ + 2) + L_ + L_ + 1 + 1 + K_ * d_ + K_ + K_ + K_ + 1 + K_ + K_ + K_ * d_ + d_)
+    blocks = (d_ + 2) + L_ + L_ + 1 + 1 + S_ * d_ + K_ + K_ + K_ + 1 + K_ + K_ + d_
     require(sp.expand(blocks - formula) == 0, "the block sizes do not sum to the d_model formula")
     models = dimension_models() if model is None else models_to_check(model)
     for m in models:
-        c, d, K, s = m.config, m.tasks.vocab_size, m.tasks.K, m.tasks.slots
+        c, tasks = m.config, m.tasks
+        d, K, s, S = tasks.vocab_size, tasks.K, tasks.slots, len(tasks.slots_read)
+        E = sum(d ** t.arity for t in tasks.tasks)
         T_max = (m.max_examples + 1) * (s + 2)
         L = max(1, math.ceil(math.log2(T_max)))
-        where = f"d={d}, s={s}, K={K}, M={m.max_examples}"
+        where = f"d={d}, s={s}, S={S}, K={K}, M={m.max_examples}"
         require(c.n_ctx == T_max and m.layout["pos_cos"].size == L, f"{where}: context or L is not as stated")
-        require(c.n_layers == 7 and c.n_heads == K, f"{where}: {c.n_layers} layers, {c.n_heads} heads")
+        require(c.n_layers == 7 and c.n_heads == S, f"{where}: {c.n_layers} layers, {c.n_heads} heads")
         sizes = {b.name: b.size for b in m.layout.blocks.values()}
-        require(m.layout.d_model == sum(sizes.values()) == int(formula.subs({d_: d, K_: K, L_: L})),
-                f"{where}: d_model {m.layout.d_model} != 2d + 2Kd + 5K + 2L + 5")
+        require(m.layout.d_model == sum(sizes.values()) == int(formula.subs({d_: d, S_: S, K_: K, L_: L})),
+                f"{where}: d_model {m.layout.d_model} != 2d + Sd + 5K + 2L + 5")
         require(c.d_model == m.layout.d_model and c.d_head == max(2 * L, d, K),
                 f"{where}: d_head {c.d_head} != max(2L, d, K) = {max(2 * L, d, K)}")
         used = []
@@ -442,11 +487,13 @@ def check_dimensions(model=None) -> str:
             a = m.params[f"layer_{n}"]["attn"]
             used.append(sum(any(np.any(a[p][h]) for p in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O"))
                             for h in range(c.n_heads)))
-        require(used == [1, K, 0, 0, 1, K, 0], f"{where}: heads used per layer {used}")
+        stated = [2, E + S * d, 6 * K + 2, K * K, 0, 3 * S * d, E]
+        require(used == [1, S, 0, 0, 1, S, 0] == [spec.heads(tasks) for spec in LAYER_SPECS],
+                f"{where}: heads used per layer {used}")
         widths = [len(layer.mlp.units) for layer in m.layers]
-        require(widths == [2, 2 * K * d, 6 * K + 2, K * K, 0, 2 * K * d, K * d], f"{where}: MLP widths {widths}")
+        require(widths == stated == [spec.mlp_width(tasks) for spec in LAYER_SPECS], f"{where}: MLP widths {widths}")
         for n in range(1, 8):
             W_in = m.params[f"layer_{n}"]["mlp"]["W_in"]
             require(not np.any(W_in[:, widths[n - 1]:]), f"{where}: layer {n} uses more than {widths[n - 1]} units")
-        require(c.d_mlp == max(2 * K * d, 6 * K + 2, K * K), f"{where}: d_mlp {c.d_mlp}")
+        require(c.d_mlp == max(stated), f"{where}: d_mlp {c.d_mlp}")
     return f"{len(models)} built models match every formula"

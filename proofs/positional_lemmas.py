@@ -83,7 +83,7 @@ def check_look_back_score(model=None) -> str:
     for m in models_to_check(model):
         L, s_, T = m.layout["pos_cos"].size, m.tasks.slots, m.max_len
         require(L == n_frequencies(T), f"L = {L} but n_frequencies({T}) = {n_frequencies(T)}")
-        offsets = {1} | {s_ + 1 - task.slot for task in m.tasks.tasks} | {s_ - task.slot for task in m.tasks.tasks}
+        offsets = {1} | {s_ + 1 - a for a in m.tasks.slots_read} | {s_ - a for a in m.tasks.slots_read}
         require(max(max(offsets), T - 1) < 2 ** L, f"offsets {sorted(offsets)} or T_max - 1 = {T - 1} reach 2^L = {2 ** L}")
         facts.append(f"offsets {sorted(offsets)}, T_max = {T} <= 2^{L}")
     return "symbolic rotation identity; " + "; ".join(facts)

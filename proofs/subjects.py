@@ -4,7 +4,8 @@ Small enough for exact arithmetic (prompts of at most 16 tokens, so L = 4), and 
 to exercise every case of the theorem: an example consistent with one task, with two,
 with all three (votes 1/C for C = 1, 2, 3), noise examples, a prompt with no consistent
 example (uniform prior), the empty prompt, tasks reading different slots (look-backs 1, 2
-and 3) and a single-slot task set.
+and 3), a single-slot task set, and tasks reading two slots (in both orders) next to a
+one-slot task.
 """
 
 from __future__ import annotations
@@ -30,6 +31,14 @@ def two_tasks() -> TaskSet:
 def one_slot_tasks() -> TaskSet:
     """d = 3, s = 1: identity and increment."""
     return TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
+
+
+def two_slot_tasks() -> TaskSet:
+    """d = 3, s = 2: copy A (slot 0), A+B mod 3 (slots 0, 1), B-A mod 3 (slots 1, 0)."""
+    return TaskSet(vocab_size=3, slots=2, tasks=[
+        Task("A", 0, [0, 1, 2]),
+        Task("A+B", [0, 1], [[(a + b) % 3 for b in range(3)] for a in range(3)]),
+        Task("B-A", [1, 0], [[(b - a) % 3 for a in range(3)] for b in range(3)])])
 
 
 def prompts_for(tasks: TaskSet) -> list[Prompt]:
@@ -60,14 +69,26 @@ def prompts_for(tasks: TaskSet) -> list[Prompt]:
             Prompt([Example([0], 0), Example([1], 2), Example([2], 1), Example([2], 2)],   # id, inc, noise, id
                    query=[1]),
         ]
+    if tasks == two_slot_tasks():
+        return [
+            Prompt([], query=[1, 2]),
+            Prompt([Example([1, 2], 0),    # A+B only (A gives 1, B-A gives 1)
+                    Example([2, 2], 2),    # A only (A+B gives 1, B-A gives 0)
+                    Example([0, 0], 0)],   # all three (vote 1/3 each)
+                   query=[2, 1]),
+            Prompt([Example([1, 0], 2),    # A+B gives 1, B-A gives 2, A gives 1: B-A only
+                    Example([2, 1], 1)],   # noise: A 2, A+B 0, B-A 2
+                   query=[0, 2]),
+        ]
     raise ValueError("prompts_for: not one of the proof task sets")
 
 
 def proof_models(sharpness: float = DEFAULT_SHARPNESS) -> list[SuperposeModel]:
-    """Freshly built models for the three task sets (prompts of up to 3 or 4 examples, 16 tokens at most)."""
+    """Freshly built models for the four task sets (prompts of up to 3 or 4 examples, 16 tokens at most)."""
     return [build(three_tasks(), max_examples=3, sharpness=sharpness),
             build(two_tasks(), max_examples=3, sharpness=sharpness),
-            build(one_slot_tasks(), max_examples=4, sharpness=sharpness)]
+            build(one_slot_tasks(), max_examples=4, sharpness=sharpness),
+            build(two_slot_tasks(), max_examples=3, sharpness=sharpness)]
 
 
 def random_prompts(tasks: TaskSet, max_examples: int, count: int, seed: int = 0) -> list[Prompt]:

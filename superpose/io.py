@@ -16,7 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from superpose.construct.build import ModelConfig, SuperposeModel, build, param_shapes
+from superpose.construct.build import SuperposeModel, build
+from superpose.executor import ModelConfig, param_shapes
 from superpose.setting import SuperposeError, TaskSet, WeightsFileError
 
 FORMAT = "superpose-weights/1"

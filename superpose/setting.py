@@ -75,24 +75,116 @@ def _require_token(value: Any, where: str, vocab_size: int, error: type[Superpos
     return token
 
 
+#: Largest total number of input combinations ``sum_k d^(r_k)`` a task set may have. The
+#: construction spends one hidden unit per combination in layers 2 and 7 (and a table of
+#: that many entries is held in memory), so larger task sets are refused up front.
+MAX_TABLE_ENTRIES = 1_000_000
+
+
 @dataclass(frozen=True)
 class Task:
-    """Task ``f(x) = table[x[slot]]``: read input slot ``slot`` and map it through ``table``.
+    """Task ``f(x) = table[x[a_1]][x[a_2]]...[x[a_r]]``: read the input slots ``slots = (a_1..a_r)``.
 
-    ``table`` has one entry per content token. Copy/retrieval tasks use the identity.
+    ``slots`` is one slot index (r = 1) or a sequence of r distinct slot indices, and
+    ``table`` is a nested sequence (or an integer NumPy array) of depth r and side ``d``,
+    holding the answer token for every combination of the r input tokens. Copy and
+    retrieval tasks use the identity table; ``slot=`` is accepted for ``slots=`` with one slot.
+    Tables are checked against a task set's vocabulary by ``TaskSet``.
+
+    >>> add = Task("A+B", slots=[0, 1], table=[[(a + b) % 3 for b in range(3)] for a in range(3)])
+    >>> add.slots, add.arity, add([2, 2])
+    ((0, 1), 2, 1)
+    >>> Task("copy", 0, [0, 1, 2]).slots
+    (0,)
     """
 
     name: str
-    slot: int
-    table: tuple[int, ...]
+    slots: tuple[int, ...]
+    table: tuple
 
-    def __init__(self, name: str, slot: int, table: Sequence[int]):
+    def __init__(self, name: str, slots: Any = None, table: Any = None, *, slot: Any = None):
+        if isinstance(table, dict):
+            raise TaskSetError(f"task {name!r}: table is a dict; expected a nested list of tokens "
+                               "(table[w_1]...[w_r] = answer)")
+        if slot is not None:
+            if slots is not None:
+                raise TaskSetError(f"task {name!r}: give slot= or slots=, not both")
+            slots = slot
+        if slots is None or table is None:
+            raise TaskSetError(f"task {name!r}: needs slots and a table")
+        if isinstance(slots, (str, bytes, dict)):
+            raise TaskSetError(f"task {name!r}: slots must be an integer or a list of integers, got {slots!r}")
+        slot_tuple = tuple(slots) if isinstance(slots, (Sequence, np.ndarray)) else (slots,)
         object.__setattr__(self, "name", str(name))
-        object.__setattr__(self, "slot", slot)
-        object.__setattr__(self, "table", tuple(table) if not isinstance(table, (str, bytes)) else table)
+        object.__setattr__(self, "slots", slot_tuple)
+        object.__setattr__(self, "table", _freeze(table))
+
+    @property
+    def arity(self) -> int:
+        """r: how many input slots the task reads."""
+        return len(self.slots)
 
     def __call__(self, inputs: Sequence[int]) -> int:
-        return self.table[inputs[self.slot]]
+        entry = self.table
+        for a in self.slots:
+            entry = entry[inputs[a]]
+        return entry
+
+    def table_array(self) -> np.ndarray:
+        """The table as an integer array of shape ``(d,) * r``."""
+        return np.asarray(self.table, dtype=np.int64)
+
+    def to_json(self) -> dict:
+        if self.arity == 1:
+            return {"name": self.name, "slot": self.slots[0], "table": list(self.table)}
+        return {"name": self.name, "slots": list(self.slots), "table": _thaw(self.table)}
+
+
+def _freeze(table: Any) -> Any:
+    """Nested tuples from nested sequences or arrays (entries are left for ``TaskSet`` to check)."""
+    if isinstance(table, np.ndarray):
+        return table.tolist() if table.ndim == 0 else tuple(_freeze(x) for x in table)
+    if isinstance(table, (str, bytes, dict)) or not isinstance(table, (Sequence, range)):
+        return table
+    return tuple(_freeze(x) for x in table)
+
+
+def _thaw(table: Any) -> Any:
+    return [_thaw(x) for x in table] if isinstance(table, tuple) else table
+
+
+def _check_table(table: Any, depth: int, d: int, where: str) -> Any:
+    """Validate a nested table of ``depth`` levels of length ``d`` with token leaves; return nested tuples."""
+    if depth == 0:
+        return _require_token(table, where, d, TaskSetError)
+    if not isinstance(table, tuple):
+        level = "a list of tokens" if depth == 1 else f"a list nested {depth} deep"
+        raise TaskSetError(f"{where}: expected {level} (one entry per content token), got {table!r:.60}")
+    if len(table) != d:
+        raise TaskSetError(f"{where}: has length {len(table)}, expected vocab_size = {d}")
+    return tuple(_check_table(x, depth - 1, d, f"{where}[{i}]") for i, x in enumerate(table))
+
+
+def _check_task(task: Any, k: int, d: int, s: int) -> Task:
+    if not isinstance(task, Task):
+        raise TaskSetError(f"tasks[{k}]: expected a Task, got {type(task).__name__}")
+    if len(task.slots) == 0:
+        raise TaskSetError(f"tasks[{k}].slots: a task reads at least one slot")
+    field_name = f"tasks[{k}].slot" if len(task.slots) == 1 else f"tasks[{k}].slots"
+    slots = tuple(_require_int(a, field_name, TaskSetError) for a in task.slots)
+    if len(slots) > s:
+        raise TaskSetError(f"{field_name}: reads {len(slots)} slots, but examples have only slots = {s}")
+    for a in slots:
+        if not 0 <= a < s:
+            raise TaskSetError(f"{field_name}: {a} is outside 0..{s - 1} (slots = {s})")
+    if len(set(slots)) != len(slots):
+        raise TaskSetError(f"{field_name}: {list(slots)} repeats a slot; a task reads distinct slots")
+    entries = d ** len(slots)
+    if entries > MAX_TABLE_ENTRIES:
+        raise TaskSetError(f"tasks[{k}].table: d^r = {d}^{len(slots)} = {entries:,} entries exceeds the limit "
+                           f"of {MAX_TABLE_ENTRIES:,} (MAX_TABLE_ENTRIES)")
+    table = _check_table(task.table, len(slots), d, f"tasks[{k}].table")
+    return Task(task.name, slots, table)
 
 
 @dataclass(frozen=True)
@@ -126,24 +218,11 @@ class TaskSet:
             raise TaskSetError(f"tasks: expected a list of tasks, got {type(tasks).__name__}")
         if len(tasks) == 0:
             raise TaskSetError("tasks: K = 0; at least one task is required")
-        checked = []
-        for k, task in enumerate(tasks):
-            if not isinstance(task, Task):
-                raise TaskSetError(f"tasks[{k}]: expected a Task, got {type(task).__name__}")
-            slot = _require_int(task.slot, f"tasks[{k}].slot", TaskSetError)
-            if not 0 <= slot < s:
-                raise TaskSetError(f"tasks[{k}].slot: {slot} is outside 0..{s - 1} (slots = {s})")
-            table = task.table
-            if isinstance(table, (str, bytes)) or not isinstance(table, Sequence):
-                raise TaskSetError(f"tasks[{k}].table: expected a list of {d} tokens")
-            if len(table) != d:
-                raise TaskSetError(
-                    f"tasks[{k}].table: has length {len(table)}, expected vocab_size = {d}"
-                )
-            entries = tuple(
-                _require_token(v, f"tasks[{k}].table[{x}]", d, TaskSetError) for x, v in enumerate(table)
-            )
-            checked.append(Task(task.name, slot, entries))
+        total = sum(d ** len(t.slots) for t in tasks if isinstance(t, Task))
+        if total > MAX_TABLE_ENTRIES:
+            raise TaskSetError(f"tasks: the tables hold sum_k d^r_k = {total:,} entries, more than the limit of "
+                               f"{MAX_TABLE_ENTRIES:,} (MAX_TABLE_ENTRIES)")
+        checked = [_check_task(task, k, d, s) for k, task in enumerate(tasks)]
         if token_names is not None:
             if isinstance(token_names, (str, bytes)) or not isinstance(token_names, Sequence) \
                     or len(token_names) != d or not all(isinstance(n, str) for n in token_names):
@@ -159,8 +238,9 @@ class TaskSet:
         return len(self.tasks)
 
     @property
-    def d(self) -> int:
-        return self.vocab_size
+    def slots_read(self) -> tuple[int, ...]:
+        """The distinct input slots read by any task, in increasing order (S = len of this)."""
+        return tuple(sorted({a for t in self.tasks for a in t.slots}))
 
     @property
     def example_length(self) -> int:
@@ -193,19 +273,18 @@ class TaskSet:
         return (n_examples + 1) * self.example_length
 
     def to_json(self) -> dict:
-        data = {
-            "vocab_size": self.vocab_size,
-            "slots": self.slots,
-            "tasks": [{"name": t.name, "slot": t.slot, "table": list(t.table)} for t in self.tasks],
-        }
+        data = {"vocab_size": self.vocab_size, "slots": self.slots, "tasks": [t.to_json() for t in self.tasks]}
         if self.token_names is not None:
             data["token_names"] = list(self.token_names)
         return data
 
     @classmethod
     def from_json(cls, data: Any) -> "TaskSet":
-        """Parse ``{"vocab_size": d, "slots": s, "tasks": [{"name", "slot", "table"}, ...]}``
-        (optionally ``"token_names": [d strings]``)."""
+        """Parse ``{"vocab_size": d, "slots": s, "tasks": [task, ...]}`` (optionally ``"token_names"``).
+
+        A task is ``{"name", "slot": a, "table": [d tokens]}`` or, reading r slots,
+        ``{"name", "slots": [a_1, ..., a_r], "table": T}`` with ``T`` nested r deep.
+        """
         if not isinstance(data, dict):
             raise TaskSetError(f"task set: expected a JSON object, got {type(data).__name__}")
         for key in ("vocab_size", "slots", "tasks"):
@@ -217,13 +296,16 @@ class TaskSet:
         tasks = []
         for k, t in enumerate(raw_tasks):
             if not isinstance(t, dict):
-                raise TaskSetError(f"tasks[{k}]: expected an object with slot and table")
-            for key in ("slot", "table"):
-                if key not in t:
-                    raise TaskSetError(f"tasks[{k}]: missing field {key!r}")
+                raise TaskSetError(f"tasks[{k}]: expected an object with slot (or slots) and table")
+            if ("slot" in t) == ("slots" in t):
+                raise TaskSetError(f"tasks[{k}]: give exactly one of 'slot' (one input) or 'slots' (a list)")
+            if "table" not in t:
+                raise TaskSetError(f"tasks[{k}]: missing field 'table'")
+            if "slots" in t and not isinstance(t["slots"], list):
+                raise TaskSetError(f"tasks[{k}].slots: expected a list of slot indices")
             if not isinstance(t["table"], list):
                 raise TaskSetError(f"tasks[{k}].table: expected a list of tokens")
-            tasks.append(Task(t.get("name", f"task{k}"), t["slot"], t["table"]))
+            tasks.append(Task(t.get("name", f"task{k}"), t["slot"] if "slot" in t else t["slots"], t["table"]))
         return cls(data["vocab_size"], data["slots"], tasks, data.get("token_names"))
 
 

@@ -3,12 +3,13 @@
 This module is written independently of ``superpose.construct``: it never looks at
 weights, layouts or tokens, only at the task set and the examples.
 
-* Example i is *consistent* with task k when ``g_k(x^i[a_k]) == y^i``.
+* Task k reads the input slots ``a_k = (a_1..a_r)`` and answers ``G_k(x[a_1], .., x[a_r])``.
+* Example i is *consistent* with task k when ``G_k(x^i[a_k]) == y^i``.
 * An example consistent with ``C >= 1`` tasks gives a vote of ``1/C`` to each of them;
   an example consistent with no task is noise and is ignored.
 * After some examples the mixture is ``p_k = votes_k / (number of consistent examples)``,
   or the uniform prior ``1/K`` when no example so far is consistent.
-* The prediction for input x is ``o_v = sum_k p_k [g_k(x[a_k]) == v]``.
+* The prediction for input x is ``o_v = sum_k p_k [G_k(x[a_k]) == v]``.
 
 One prediction per prediction position: position i (0-based) uses examples ``0..i-1``
 and the inputs of example i (the query's for the last one).
@@ -33,8 +34,8 @@ from superpose.setting import Example, Prompt, TaskSet, validate_prompt
 
 
 def consistent_tasks(tasks: TaskSet, example: Example) -> list[int]:
-    """Indices k of the tasks with ``g_k(x[a_k]) == y`` for this example."""
-    return [k for k, t in enumerate(tasks.tasks) if t.table[example.inputs[t.slot]] == example.answer]
+    """Indices k of the tasks with ``G_k(x[a_k]) == y`` for this example."""
+    return [k for k, t in enumerate(tasks.tasks) if t(example.inputs) == example.answer]
 
 
 def task_mixture(tasks: TaskSet, examples: Sequence[Example]) -> list[Fraction]:
@@ -54,10 +55,10 @@ def task_mixture(tasks: TaskSet, examples: Sequence[Example]) -> list[Fraction]:
 
 
 def output_distribution(tasks: TaskSet, mixture: Sequence[Fraction], inputs: Sequence[int]) -> list[Fraction]:
-    """``o_v = sum_k p_k [g_k(x[a_k]) == v]``."""
+    """``o_v = sum_k p_k [G_k(x[a_k]) == v]``."""
     o = [Fraction(0)] * tasks.vocab_size
     for p, t in zip(mixture, tasks.tasks):
-        o[t.table[inputs[t.slot]]] += p
+        o[t(inputs)] += p
     return o
 
 

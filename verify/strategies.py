@@ -1,10 +1,11 @@
 """Hypothesis strategies for fuzzing task mixtures.
 
-``task_sets()`` draws vocabularies, slot counts and tables, deliberately including
-duplicate tasks (the same slot and table twice), colliding tasks (different tasks
-that agree on many inputs) and constant tables. ``prompts(tasks)`` draws a mixture
+``task_sets()`` draws vocabularies, slot counts and tasks reading 1..3 slots each,
+deliberately including duplicate tasks (the same slots and table twice), tasks
+reading the same slots in another order, colliding tasks (different tasks that agree
+on many inputs) and constant tables. ``prompts(tasks)`` draws a mixture
 over the tasks plus a share of noise, then examples from it: an example of task k is
-``(x, g_k(x[a_k]))``; a noise example gets an answer that fits no task whenever such
+``(x, G_k(x[a_k]))``; a noise example gets an answer that fits no task whenever such
 an answer exists. ``cases()`` draws both.
 
 >>> from hypothesis import given, settings
@@ -18,29 +19,44 @@ an answer exists. ``cases()`` draws both.
 
 from __future__ import annotations
 
+import numpy as np
 from hypothesis import strategies as st
 
 from superpose.setting import Example, Prompt, Task, TaskSet
 
 
 @st.composite
-def tables(draw, vocab_size: int) -> list[int]:
-    """A lookup table: identity, a shift, a constant, or arbitrary."""
+def tables(draw, vocab_size: int, arity: int = 1):
+    """A lookup table of depth ``arity``: identity/projection, a shift of the sum, a constant, or arbitrary."""
+    d = vocab_size
     kind = draw(st.sampled_from(["identity", "shift", "constant", "random"]))
-    if kind == "identity":
-        return list(range(vocab_size))
-    if kind == "shift":
-        shift = draw(st.integers(0, vocab_size - 1))
-        return [(x + shift) % vocab_size for x in range(vocab_size)]
-    if kind == "constant":
-        return [draw(st.integers(0, vocab_size - 1))] * vocab_size
-    return draw(st.lists(st.integers(0, vocab_size - 1), min_size=vocab_size, max_size=vocab_size))
+    grid = np.indices((d,) * arity).reshape(arity, -1).T  # every input combination, row-major
+    if kind == "identity":   # copy one of the inputs read (a projection when arity > 1)
+        j = draw(st.integers(0, arity - 1))
+        values = grid[:, j]
+    elif kind == "shift":    # (w_1 + ... + w_r + c) mod d: "next digit", "A+B"
+        shift = draw(st.integers(0, d - 1))
+        values = (grid.sum(axis=1) + shift) % d
+    elif kind == "constant":
+        values = np.full(len(grid), draw(st.integers(0, d - 1)))
+    elif arity == 1:
+        values = np.array(draw(st.lists(st.integers(0, d - 1), min_size=d, max_size=d)))
+    else:                    # large tables: a seeded generator rather than d^r separate draws
+        seed = draw(st.integers(0, 2 ** 32 - 1))
+        values = np.random.default_rng(seed).integers(0, d, len(grid))
+    table = values.reshape((d,) * arity)
+    return table.tolist()
 
 
 @st.composite
 def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
-              min_vocab: int = 2) -> TaskSet:
-    """A random ``TaskSet`` with ``1..max_tasks`` tasks, duplicates and collisions included."""
+              min_vocab: int = 2, max_arity: int = 3) -> TaskSet:
+    """A random ``TaskSet`` with ``1..max_tasks`` tasks reading 1..max_arity slots each.
+
+    Duplicates (the same slots and table twice), tasks reading the same slots in another
+    order, tasks sharing slots, colliding tables (equal on most inputs) and constant
+    tables are all drawn on purpose.
+    """
     d = draw(st.integers(min_vocab, max_vocab))
     s = draw(st.integers(1, max_slots))
     K = draw(st.integers(1, max_tasks))
@@ -48,15 +64,25 @@ def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
     for k in range(K):
         if tasks and draw(st.integers(0, 5)) == 0:  # an exact duplicate of an earlier task
             source = tasks[draw(st.integers(0, len(tasks) - 1))]
-            tasks.append(Task(f"dup{k}", source.slot, source.table))
+            tasks.append(Task(f"dup{k}", source.slots, source.table))
             continue
-        slot = draw(st.integers(0, s - 1))
+        if tasks and draw(st.integers(0, 5)) == 0 and tasks[-1].arity > 1:  # same slots, another order
+            source = tasks[-1]
+            order = draw(st.permutations(range(source.arity)))
+            tasks.append(Task(f"perm{k}", [source.slots[i] for i in order],
+                              np.transpose(source.table_array(), order).tolist()))
+            continue
+        r = draw(st.integers(1, min(max_arity, s)))
+        slots = draw(st.permutations(range(s)))[:r]
         if tasks and draw(st.integers(0, 4)) == 0:  # collide with an earlier task on most inputs
-            table = list(tasks[draw(st.integers(0, len(tasks) - 1))].table)
-            table[draw(st.integers(0, d - 1))] = draw(st.integers(0, d - 1))
+            source = tasks[draw(st.integers(0, len(tasks) - 1))]
+            table = source.table_array().copy()
+            table[tuple(draw(st.integers(0, d - 1)) for _ in range(source.arity))] = draw(st.integers(0, d - 1))
+            slots = source.slots
+            table = table.tolist()
         else:
-            table = draw(tables(d))
-        tasks.append(Task(f"t{k}", slot, table))
+            table = draw(tables(d, r))
+        tasks.append(Task(f"t{k}", slots, table))
     return TaskSet(d, s, tasks)
 
 

@@ -1,0 +1,152 @@
+"""One spec per layer: everything the project states about a layer, in one place.
+
+A ``LayerSpec`` holds
+
+* what the layer is for (``title``, ``attention_does``, ``mlp_does``),
+* the residual blocks it reads and writes (``reads``, ``writes``; checked against the
+  non-zero weights of every build by ``Layer.check``),
+* the heads and MLP units it uses as functions of the task set (``heads``,
+  ``mlp_width``; also checked at build time),
+* its builder (``build(ctx) -> Layer``), and
+* ``exact``: the exact value every written block must hold at every position, in the
+  hard-attention limit, as a function of the prompt's tokens and the exact values of
+  the blocks the layer reads (``None`` where a value is not determined and not used).
+
+The proofs (``superpose prove``), the per-layer tests, ``superpose layers``, the trace
+example and the README's layer table all read the seven specs (``build.LAYER_SPECS``)
+instead of restating them. ``exact_values`` chains the seven ``exact`` functions from
+the tokens alone; the analytic prediction in ``superpose.verify`` is written without it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from superpose.setting import TaskSet
+
+from .weights import AttentionBuilder, MLPBuilder
+
+#: block name -> one entry per position: an exact value (a ``Fraction`` for a scalar block,
+#: an object array of ``Fraction`` of the block's shape otherwise), or None where unspecified.
+Values = dict[str, list[Any]]
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """The token sequence of a prompt, as the layers see it (position by position)."""
+
+    tasks: TaskSet
+    tokens: tuple[int, ...]
+
+    @property
+    def T(self) -> int:
+        return len(self.tokens)
+
+    def looks_back(self, t: int, offset: int) -> int | None:
+        """The token ``offset`` positions before ``t`` (None before position 0)."""
+        return self.tokens[t - offset] if t >= offset else None
+
+    def is_arrow(self, t: int) -> bool:
+        return self.tokens[t] == self.tasks.arrow
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    number: int
+    title: str
+    attention_does: str
+    mlp_does: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+    heads: Callable[[TaskSet], int]
+    mlp_width: Callable[[TaskSet], int]
+    build: Callable[[Any], "Layer"]
+    exact: Callable[[PromptView, Values], Values]
+
+    def describe(self, tasks: TaskSet) -> str:
+        return (f"layer {self.number} {self.title}: {self.heads(tasks)} head(s), {self.mlp_width(tasks)} MLP units; "
+                f"attention: {self.attention_does}; MLP: {self.mlp_does}")
+
+
+@dataclass
+class Layer:
+    """A built layer: its spec and the builders that hold its heads and MLP units."""
+
+    spec: LayerSpec
+    tasks: TaskSet
+    attention: AttentionBuilder
+    mlp: MLPBuilder = field(repr=False)
+
+    @property
+    def number(self) -> int:
+        return self.spec.number
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return self.spec.reads
+
+    @property
+    def writes(self) -> tuple[str, ...]:
+        return self.spec.writes
+
+    def touched(self) -> tuple[set[str], set[str]]:
+        """Blocks actually read and written by the non-zero weights."""
+        lay = self.attention.layout
+        reads: set[str] = set()
+        writes: set[str] = set()
+        for head in self.attention.heads:
+            for f, _ in head.query + head.key + head.value:
+                reads |= {lay.block_of(d).name for d, c in f.items() if c != 0}
+            for out in head.output:
+                writes |= {lay.block_of(d).name for d, c in out.items() if c != 0}
+        for u in self.mlp.units:
+            reads |= {lay.block_of(d).name for d, c in u.reads.items() if c != 0}
+            writes |= {lay.block_of(d).name for d, c in u.writes.items() if c != 0}
+        return reads, writes
+
+    def check(self) -> None:
+        """The built weights touch only the declared blocks and use the stated heads and units."""
+        reads, writes = self.touched()
+        where = f"layer {self.number} ({self.title})"
+        if not reads <= set(self.reads) or not writes <= set(self.writes):
+            raise AssertionError(f"{where} reads {sorted(reads)} / writes {sorted(writes)} "
+                                 f"but declares reads {sorted(self.reads)} / writes {sorted(self.writes)}")
+        heads, width = self.spec.heads(self.tasks), self.spec.mlp_width(self.tasks)
+        if len(self.attention.heads) != heads or self.mlp.width != width:
+            raise AssertionError(f"{where} uses {len(self.attention.heads)} heads and {self.mlp.width} units; "
+                                 f"its spec states {heads} and {width}")
+
+
+def table_entries(tasks: TaskSet) -> int:
+    """``sum_k d^{r_k}``: one MLP unit per task and input combination (layers 2 and 7)."""
+    return sum(tasks.vocab_size ** t.arity for t in tasks.tasks)
+
+
+def bits(shape: tuple[int, ...], ones: Sequence[tuple] = ()) -> np.ndarray:
+    """An exact 0/1 array (object dtype, ``Fraction`` entries) with ones at ``ones``."""
+    a = np.full(shape, Fraction(0), dtype=object)
+    for index in ones:
+        a[index] = Fraction(1)
+    return a
+
+
+def exact_values(specs: Sequence[LayerSpec], tasks: TaskSet, tokens: Sequence[int]) -> list[Values]:
+    """The exact values each layer writes (``[layer 1, ..., layer 7]``), chained from the tokens."""
+    view = PromptView(tasks, tuple(int(t) for t in tokens))
+    state: Values = {}
+    per_layer = []
+    for spec in specs:
+        written = spec.exact(view, state)
+        if set(written) != set(spec.writes):
+            raise AssertionError(f"layer {spec.number}: exact() gives {sorted(written)}, writes {spec.writes}")
+        state = {**state, **written}
+        per_layer.append(written)
+    return per_layer

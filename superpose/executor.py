@@ -1,0 +1,194 @@
+"""The executor: a plain decoder-only transformer in Flax, with the shapes it runs on.
+
+``Transformer`` takes nothing but shapes (``ModelConfig``), weights (``params``) and token
+ids. Each of its layers is ``h += attention(h); h += mlp(h)`` with causal softmax
+multi-head attention (scores ``q . k``, no extra scale: any ``1/sqrt(d_head)`` is folded
+into ``W_Q``), a ReLU MLP, no layer norm, and a linear readout ``h W_U + b_U``.
+Attention computes ``softmax(s) v`` as ``(exp(s - max s) v) / sum exp(s - max s)``.
+
+This module imports nothing from the project: ``superpose.construct`` builds weights
+for a ``ModelConfig`` and ``superpose.model`` runs prompts through ``forward``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shapes of a plain decoder-only transformer; all the Flax module knows."""
+
+    n_layers: int
+    n_heads: int
+    d_model: int
+    d_head: int
+    d_mlp: int
+    n_vocab: int
+    n_ctx: int
+    d_out: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def param_shapes(config: ModelConfig) -> dict[str, Any]:
+    """The params pytree's structure (TransformerLens-style names) with each array's shape."""
+    H, D, dh, M = config.n_heads, config.d_model, config.d_head, config.d_mlp
+    layer = {
+        "attn": {"W_Q": (H, D, dh), "b_Q": (H, dh), "W_K": (H, D, dh), "b_K": (H, dh),
+                 "W_V": (H, D, dh), "b_V": (H, dh), "W_O": (H, dh, D), "b_O": (D,)},
+        "mlp": {"W_in": (D, M), "b_in": (M,), "W_out": (M, D), "b_out": (D,)},
+    }
+    return {
+        "embed": {"W_E": (config.n_vocab, D), "W_pos": (config.n_ctx, D)},
+        **{f"layer_{i}": layer for i in range(1, config.n_layers + 1)},
+        "unembed": {"W_U": (D, config.d_out), "b_U": (config.d_out,)},
+    }
+
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+class Embed(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens):
+        c = self.config
+        W_E = self.param("W_E", nn.initializers.zeros, (c.n_vocab, c.d_model))
+        W_pos = self.param("W_pos", nn.initializers.zeros, (c.n_ctx, c.d_model))
+        return W_E[tokens] + W_pos[: tokens.shape[-1]]
+
+
+class Attention(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        shape_in, shape_b = (c.n_heads, c.d_model, c.d_head), (c.n_heads, c.d_head)
+        W_Q, W_K, W_V = (self.param(n, nn.initializers.zeros, shape_in) for n in ("W_Q", "W_K", "W_V"))
+        b_Q, b_K, b_V = (self.param(n, nn.initializers.zeros, shape_b) for n in ("b_Q", "b_K", "b_V"))
+        W_O = self.param("W_O", nn.initializers.zeros, (c.n_heads, c.d_head, c.d_model))
+        b_O = self.param("b_O", nn.initializers.zeros, (c.d_model,))
+        q = jnp.einsum("btd,hde->bhte", h, W_Q, precision=HIGHEST) + b_Q[None, :, None, :]
+        k = jnp.einsum("btd,hde->bhte", h, W_K, precision=HIGHEST) + b_K[None, :, None, :]
+        v = jnp.einsum("btd,hde->bhte", h, W_V, precision=HIGHEST) + b_V[None, :, None, :]
+        scores = jnp.einsum("bhte,bhue->bhtu", q, k, precision=HIGHEST)
+        T = h.shape[1]
+        causal = jnp.tril(jnp.ones((T, T), dtype=bool))
+        scores = jnp.where(causal, scores, -jnp.inf)
+        # softmax(scores) @ v, normalised after the weighted sum (as flash attention does):
+        # the same function, but sums of equal weights stay exact integers.
+        unnormalised = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+        normaliser = unnormalised.sum(axis=-1, keepdims=True)
+        z = jnp.einsum("bhtu,bhue->bhte", unnormalised, v, precision=HIGHEST) / normaliser
+        pattern = unnormalised / normaliser
+        return jnp.einsum("bhte,hed->btd", z, W_O, precision=HIGHEST) + b_O, pattern
+
+
+class MLP(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        W_in = self.param("W_in", nn.initializers.zeros, (c.d_model, c.d_mlp))
+        b_in = self.param("b_in", nn.initializers.zeros, (c.d_mlp,))
+        W_out = self.param("W_out", nn.initializers.zeros, (c.d_mlp, c.d_model))
+        b_out = self.param("b_out", nn.initializers.zeros, (c.d_model,))
+        hidden = jax.nn.relu(jnp.einsum("btd,dm->btm", h, W_in, precision=HIGHEST) + b_in)
+        return jnp.einsum("btm,md->btd", hidden, W_out, precision=HIGHEST) + b_out, hidden
+
+
+class Block(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        attn_out, pattern = Attention(self.config, name="attn")(h)
+        h_mid = h + attn_out
+        mlp_out, hidden = MLP(self.config, name="mlp")(h_mid)
+        return h_mid + mlp_out, {"resid_mid": h_mid, "pattern": pattern, "mlp_hidden": hidden}
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer; ``__call__(tokens[batch, T])`` returns ``(readout, cache)``.
+
+    ``cache`` holds, per layer, the residual stream after attention (``resid_mid``) and
+    after the MLP (``resid_post``), the attention pattern ``[batch, head, query, key]``
+    and the MLP's hidden activations; ``cache["resid_pre"]`` is the embedding.
+    """
+
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, tokens):
+        c = self.config
+        h = Embed(c, name="embed")(tokens)
+        cache: dict[str, Any] = {"resid_pre": h}
+        for i in range(1, c.n_layers + 1):
+            h, layer_cache = Block(c, name=f"layer_{i}")(h)
+            cache[f"layer_{i}"] = {**layer_cache, "resid_post": h}
+        readout = Unembed(c, name="unembed")(h)
+        return readout, cache
+
+
+class Unembed(nn.Module):
+    config: ModelConfig
+
+    @nn.compact
+    def __call__(self, h):
+        c = self.config
+        W_U = self.param("W_U", nn.initializers.zeros, (c.d_model, c.d_out))
+        b_U = self.param("b_U", nn.initializers.zeros, (c.d_out,))
+        return jnp.einsum("btd,dv->btv", h, W_U, precision=HIGHEST) + b_U
+
+
+COMPILED_SIGNATURES: set[tuple] = set()  # (config, tokens shape, dtype, capture) run so far: one compile each
+
+
+@partial(jax.jit, static_argnames=("config", "capture"))
+def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False):
+    """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``)."""
+    readout, cache = Transformer(config).apply({"params": params}, tokens)
+    return (readout, cache) if capture else readout
+
+
+def covering_config(*configs: ModelConfig) -> ModelConfig:
+    """The smallest config at least as large as each of ``configs`` in every dimension."""
+    if len({c.n_layers for c in configs}) != 1:
+        raise ValueError("configs differ in n_layers")
+    return ModelConfig(**{f: max(getattr(c, f) for c in configs) for f in ModelConfig.__dataclass_fields__})
+
+
+def pad_params(params: Any, config: ModelConfig, shape: ModelConfig) -> Any:
+    """Zero-pad every array of ``params`` (built for ``config``) to the shapes of ``shape``.
+
+    Extra residual dimensions, heads, head dimensions, hidden units, tokens, positions
+    and outputs all carry zero weights, so every real output is computed from the same
+    non-zero terms: only the compiled shape changes (rounding may differ in the last bit).
+    """
+    if covering_config(config, shape) != shape:
+        raise ValueError(f"cannot pad {config} into the smaller {shape}")
+
+    def pad(array, target):
+        return np.pad(array, [(0, t - n) for n, t in zip(array.shape, target)])
+
+    return jax.tree_util.tree_map(pad, params, param_shapes(shape),
+                                  is_leaf=lambda x: isinstance(x, np.ndarray))
+
+
+def bucket(n: int, minimum: int = 16) -> int:
+    """The smallest power of two >= max(n, minimum)."""
+    return 1 << (max(n, minimum, 1) - 1).bit_length()
+
+
