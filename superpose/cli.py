@@ -25,7 +25,7 @@ from typing import Sequence
 
 import numpy as np
 
-from superpose.construct.build import DEFAULT_MAX_EXAMPLES, DEFAULT_SHARPNESS, SuperposeModel, build
+from superpose.construct.build import DEFAULT_MAX_EXAMPLES, DEFAULT_SHARPNESS, LAYER_SPECS, SuperposeModel, build
 from superpose.demo import digit_tasks, mixed_prompt
 from superpose.setting import (
     InputFileError,
@@ -86,7 +86,7 @@ def _print_table(model: SuperposeModel, prompt: Prompt, report: dict) -> None:
     c = model.config
     print(f"Task set: d = {tasks.vocab_size} content tokens, s = {tasks.slots} input slot(s), K = {tasks.K} tasks")
     for k, t in enumerate(tasks.tasks):
-        print(f"  task {k}: {t.name!r} reads slot {t.slot}")
+        print(f"  task {k}: {t.name!r} reads slot{'s' if t.arity > 1 else ''} {', '.join(map(str, t.slots))}")
     print(f"Prompt: {prompt.n_examples} examples, query {[tasks.name_of(x) for x in prompt.query]}")
     from superpose.verify.analytic import consistent_tasks, task_mixture
 
@@ -181,15 +181,16 @@ def _cmd_layers(args) -> int:
     tasks = _load_tasks(args.tasks) if args.tasks else digit_tasks()
     m = args.max_examples if args.max_examples is not None else DEFAULT_MAX_EXAMPLES
     model = build(tasks, max_examples=m, sharpness=args.sharpness)
-    print(model.summary() + "\n")
-    for layer in model.layers:
-        heads = [h.label for h in layer.attention.heads]
-        print(f"Layer {layer.number}: {layer.title}")
-        print(f"  attention: {layer.attention_does}")
-        for h, label in enumerate(heads):
-            print(f"    head {h}: {label}")
-        print(f"  MLP ({layer.mlp.width} units): {layer.mlp_does}")
-        print(f"  reads {', '.join(layer.reads)}; writes {', '.join(layer.writes)}")
+    print(model.summary())
+    print(f"Heads used per layer: {', '.join(str(spec.heads(tasks)) for spec in LAYER_SPECS)} "
+          f"(of {model.config.n_heads} = S, the distinct input slots read: {list(tasks.slots_read)})\n")
+    for spec, layer in zip(LAYER_SPECS, model.layers):
+        print(f"Layer {spec.number}: {spec.title}")
+        print(f"  attention ({spec.heads(tasks)} heads): {spec.attention_does}")
+        for h, head in enumerate(layer.attention.heads):
+            print(f"    head {h}: {head.label}")
+        print(f"  MLP ({spec.mlp_width(tasks)} units): {spec.mlp_does}")
+        print(f"  reads {', '.join(spec.reads)}; writes {', '.join(spec.writes)}")
     print("\nResidual stream:\n" + model.layout.describe())
     return 0
 

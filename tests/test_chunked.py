@@ -12,11 +12,11 @@ from superpose import PromptError, Task, TaskSet, build, predict, prediction_pos
 from superpose import model as executor
 from superpose.verify import chunked
 from superpose.verify.sampling import mixture_shares, random_task_set, sample_prompt
-from superpose.verify.strategies import cases
+from superpose.verify.strategies import cases, covering_config
 
 FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=4, max_examples=12)
 # every fuzzed model is zero-padded to this shape and every prompt to LENGTH tokens: few compiled programs
-SHAPE = build(TaskSet(6, 3, [Task(f"t{k}", 0, list(range(6))) for k in range(4)]), max_examples=15).config
+SHAPE = covering_config(**{**FAMILY, "max_examples": 15})
 LENGTH = SHAPE.n_ctx  # 80 = 16 x 5: blocks of 5 and 16 divide it
 
 

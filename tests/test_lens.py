@@ -19,12 +19,12 @@ from superpose.verify.calibration import calibration_kl
 from superpose.verify.lens import hooked_readout, state_dict_names, to_hooked_transformer
 from superpose.verify.numpy_forward import forward as numpy_forward
 from superpose.verify.sampling import mixture_shares, random_task_set, sample_prompt
-from superpose.verify.strategies import cases
+from superpose.verify.strategies import cases, covering_config
 
 AGREEMENT = 1e-9
 FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=4, max_examples=12)
 # every fuzzed model is zero-padded to this shape for our JAX run: a few compiled programs in all
-SHAPE = build(TaskSet(6, 3, [Task(f"t{k}", 0, list(range(6))) for k in range(4)]), max_examples=12).config
+SHAPE = covering_config(**FAMILY)
 
 
 @settings(max_examples=25)

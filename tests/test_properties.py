@@ -7,7 +7,8 @@ from hypothesis import strategies as st
 
 from superpose import Task, TaskSet, build, predict
 from superpose import model as executor
-from superpose.verify.strategies import cases
+from superpose.verify.sampling import random_task_set
+from superpose.verify.strategies import cases, covering_config
 
 from conftest import random_prompt
 
@@ -16,9 +17,7 @@ TARGET = {"float64": 1e-12, "float32": 1e-5}
 
 # Every model of the family is zero-padded to the largest one, so all of them share
 # one compiled program per (prompt-length bucket, dtype).
-_LARGEST = TaskSet(FAMILY["max_vocab"], FAMILY["max_slots"],
-                   [Task(f"t{k}", 0, list(range(FAMILY["max_vocab"]))) for k in range(FAMILY["max_tasks"])])
-SHAPE = build(_LARGEST, max_examples=FAMILY["max_examples"]).config
+SHAPE = covering_config(**FAMILY)
 MEASURED: dict[str, float] = {"float32": 0.0, "float64": 0.0}
 
 
@@ -44,8 +43,7 @@ def test_a_family_of_models_compiles_only_a_handful_of_shapes():
     before = set(executor.COMPILED_SIGNATURES)
     for _ in range(30):
         d, s, K = int(rng.integers(2, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 5))
-        tasks = TaskSet(d, s, [Task(f"t{k}", int(rng.integers(0, s)), rng.integers(0, d, d).tolist())
-                               for k in range(K)])
+        tasks = random_task_set(rng, d, K, s, max_arity=3)
         model = build(tasks, max_examples=FAMILY["max_examples"])
         prompt = random_prompt(tasks, int(rng.integers(0, FAMILY["max_examples"] + 1)), rng)
         for dtype in ("float32", "float64"):
@@ -66,6 +64,8 @@ def test_prompts_of_4096_tokens(dtype):
         Task("shift1", 1, [(x + 3) % 8 for x in range(8)]),
         Task("const", 0, [5] * 8),
         Task("copy0 again", 0, list(range(8))),
+        Task("A+B", [0, 1], [[(a + b) % 8 for b in range(8)] for a in range(8)]),
+        Task("B-A", [1, 0], [[(b - a) % 8 for a in range(8)] for b in range(8)]),
     ])
     m = 4096 // tasks.example_length - 1  # 1023 examples: exactly 4096 tokens
     model = build(tasks, max_examples=m)
@@ -78,15 +78,15 @@ def test_prompts_of_4096_tokens(dtype):
     assert error <= bound.total and error <= TARGET[dtype]
 
 
-@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("seed", [1, 2, 4, 9])  # r up to 2, 1, 2, 3
 def test_random_configurations_at_the_longest_prompts(seed):
-    """Random d, s, K and tables (duplicates possible), the longest prompt that fits 4096 tokens."""
+    """Random d, s, K, tasks of 1..3 slots (a duplicate task), the longest prompt that fits 4096 tokens."""
     rng = np.random.default_rng(seed)
-    d, s, K = int(rng.integers(2, 17)), int(rng.integers(1, 4)), int(rng.integers(2, 7))
-    tables = [rng.integers(0, d, d).tolist() for _ in range(K)]
-    if K > 2:
-        tables[-1] = tables[0]  # a duplicate table: examples fitting both are ambiguous
-    tasks = TaskSet(d, s, [Task(f"t{k}", int(rng.integers(0, s)), tables[k]) for k in range(K)])
+    d, s, K = int(rng.integers(2, 13)), int(rng.integers(1, 4)), int(rng.integers(2, 7))
+    drawn = random_task_set(rng, d, K, s, max_arity=3 if d <= 8 else 2).tasks
+    if K > 2:   # a duplicate task: examples fitting both are ambiguous
+        drawn = drawn[:-1] + (drawn[0],)
+    tasks = TaskSet(d, s, drawn)
     m = 4096 // tasks.example_length - 1
     model = build(tasks, max_examples=m)
     prompt = random_prompt(tasks, m, rng, noise=0.2)
@@ -94,5 +94,6 @@ def test_random_configurations_at_the_longest_prompts(seed):
         got = model.run(prompt, dtype=dtype)[0]
         error = float(np.abs(got - predict(tasks, prompt)).max())
         bound = model.error_bound(dtype, prompt_length=tasks.prompt_length(m))
-        print(f"seed {seed}: d={d} s={s} K={K} T={tasks.prompt_length(m)} {dtype}: error {error:.2e}")
+        arity = [t.arity for t in tasks.tasks]
+        print(f"seed {seed}: d={d} s={s} K={K} r={arity} T={tasks.prompt_length(m)} {dtype}: error {error:.2e}")
         assert error <= bound.total and error <= TARGET[dtype]

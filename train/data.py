@@ -59,10 +59,10 @@ def single_task_batch(tasks: TaskSet, batch_size: int, n_examples: int, rng: np.
     s, n = tasks.slots, tasks.example_length
     task_ids = rng.integers(0, tasks.K, batch_size)
     x = distinct_inputs(rng, tasks.vocab_size, (batch_size, n_examples), s)
-    tables = np.array([t.table for t in tasks.tasks])
-    slots = np.array([t.slot for t in tasks.tasks])
-    read = np.take_along_axis(x, slots[task_ids][:, None, None].repeat(n_examples, 1), axis=2)[..., 0]
-    y = tables[task_ids[:, None], read]
+    y = np.empty((batch_size, n_examples), dtype=np.int64)
+    for k, task in enumerate(tasks.tasks):   # G_k(x[a_1], .., x[a_r]) for the prompts of task k
+        rows = task_ids == k
+        y[rows] = task.table_array()[tuple(x[rows][..., a] for a in task.slots)]
     tokens = np.full((batch_size, 1 + n_examples * n), tasks.bos, dtype=np.int32)
     for i in range(n_examples):
         start = 1 + i * n

@@ -2,7 +2,7 @@
 
 Plain NumPy sampling (seeded), for sweeps; ``superpose.verify.strategies`` has the
 Hypothesis strategies for fuzzing. Every example is *generated* by one task k
-(``(x, g_k(x[a_k]))``) or is noise; what it is *consistent* with is decided by
+(``(x, G_k(x[a_k]))``) or is noise; what it is *consistent* with is decided by
 ``superpose.verify.analytic.consistent_tasks`` afterwards, so the realized shares are
 measured, not assumed:
 
@@ -38,12 +38,16 @@ MIXTURES = ("uniform", "dirichlet", "skewed")
 ATTEMPTS = 64  # random tries before falling back to another kind of example
 
 
-def random_task_set(rng: np.random.Generator, vocab_size: int, n_tasks: int, slots: int) -> TaskSet:
-    """K tasks, each reading a random slot through a random table ``0..d-1 -> 0..d-1``."""
-    return TaskSet(vocab_size, slots, [
-        Task(f"t{k}", int(rng.integers(0, slots)), rng.integers(0, vocab_size, vocab_size).tolist())
-        for k in range(n_tasks)
-    ])
+def random_task_set(rng: np.random.Generator, vocab_size: int, n_tasks: int, slots: int,
+                    max_arity: int = 1) -> TaskSet:
+    """K tasks, each reading ``r`` random distinct slots (r uniform in ``1..min(max_arity, slots)``)
+    through a random table ``{0..d-1}^r -> 0..d-1``."""
+    tasks = []
+    for k in range(n_tasks):
+        r = int(rng.integers(1, min(max_arity, slots) + 1))
+        read = rng.permutation(slots)[:r].tolist()
+        tasks.append(Task(f"t{k}", read, rng.integers(0, vocab_size, (vocab_size,) * r)))
+    return TaskSet(vocab_size, slots, tasks)
 
 
 def mixture_shares(kind: str, n_tasks: int, rng: np.random.Generator) -> np.ndarray:
@@ -101,14 +105,15 @@ def _ambiguous(rng, tasks: TaskSet, k: int) -> Example:
     for _ in range(ATTEMPTS if others else 0):
         other = tasks.tasks[others[int(rng.integers(0, len(others)))]]
         x = rng.integers(0, tasks.vocab_size, tasks.slots).tolist()
-        y = task.table[x[task.slot]]
-        if other.slot == task.slot:
-            if other.table[x[task.slot]] == y:
-                return Example(x, y)
-            continue
-        preimages = [u for u in range(tasks.vocab_size) if other.table[u] == y]
-        if preimages:
-            x[other.slot] = preimages[int(rng.integers(0, len(preimages)))]
+        y = task(x)
+        # a slot that only the other task reads can be set to make it agree, leaving y unchanged
+        free = [a for a in other.slots if a not in task.slots]
+        if free:
+            a = free[int(rng.integers(0, len(free)))]
+            preimages = [u for u in range(tasks.vocab_size) if other(x[:a] + [u] + x[a + 1:]) == y]
+            if preimages:
+                x[a] = preimages[int(rng.integers(0, len(preimages)))]
+        if other(x) == y:
             return Example(x, y)
     return _clean(rng, tasks, k)
 

@@ -119,7 +119,27 @@ def _cumsum(values: list[int]) -> list[int]:
 
 @st.composite
 def cases(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
-          max_examples: int = 16) -> tuple[TaskSet, Prompt]:
+          max_examples: int = 16, max_arity: int = 3) -> tuple[TaskSet, Prompt]:
     """``(tasks, prompt)`` drawn together."""
-    tasks = draw(task_sets(max_vocab, max_slots, max_tasks))
+    tasks = draw(task_sets(max_vocab, max_slots, max_tasks, max_arity=max_arity))
     return tasks, draw(prompts(tasks, max_examples))
+
+
+def covering_config(max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4, max_examples: int = 16,
+                    max_arity: int = 3):
+    """A ``ModelConfig`` at least as large as that of every model ``cases(...)`` can draw.
+
+    Zero-pad every drawn model to it (``superpose.model.run(..., shape=...)``) and a whole
+    Hypothesis run compiles one program per prompt-length bucket and dtype.
+
+    >>> covering_config(max_vocab=4, max_slots=2, max_tasks=2, max_examples=3, max_arity=2).n_heads
+    2
+    """
+    from superpose.construct.build import planned_config
+
+    s, r = max_slots, min(max_arity, max_slots)
+    # K tasks of the largest arity that read as many distinct slots as possible (S = min(s, K r)):
+    # the widest layers and the most heads any drawn task set can have
+    widest = TaskSet(max_vocab, s, [Task(f"t{k}", [(k * r + j) % s for j in range(r)],
+                                         np.zeros((max_vocab,) * r, dtype=int)) for k in range(max_tasks)])
+    return planned_config(widest, max_examples)
