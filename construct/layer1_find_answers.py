@@ -41,6 +41,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     1, "find answers",
+    in_words="an answer is the token right after an ARROW.",
     attention_does="head 0 looks back 1 position (sinusoidal rotation query) and copies token[ARROW] into answer_raw",
     mlp_does="is_answer = snap(answer_raw)",
     reads=("token", "pos_cos", "pos_sin", "answer_raw"),

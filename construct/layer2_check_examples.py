@@ -89,6 +89,8 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     2, "check examples",
+    in_words=("one head per input slot copies the example's input tokens to its answer; the MLP checks every "
+              "task's answer on them against the given answer, then wipes the scratch block slot (layer 6 reuses it)."),
     attention_does="one head per slot a read by a task looks back s+1-a (slot a of the example, seen from "
                    "its answer) and copies the token into slot[a]",
     mlp_does="match_raw[k] = sum_w relu(slot[a_1,w_1] + .. + slot[a_r,w_r] + token[G_k(w)] + is_answer - (r+1)); "

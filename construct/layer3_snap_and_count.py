@@ -49,6 +49,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     3, "snap and count",
+    in_words="turn the checks into exact bits and count how many tasks fit each example.",
     attention_does="(none)",
     mlp_does="match = snap(match_raw); count_is[j] = [sum_k match_raw = j] (trapezoid indicators); "
              "valid = [count >= 1]",

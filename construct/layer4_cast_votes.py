@@ -43,6 +43,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     4, "cast votes",
+    in_words="an example that fits C tasks gives each of them a vote of 1/C.",
     attention_does="(none)",
     mlp_does="vote[k] = sum_j relu(match[k] + count_is[j] - 1)/j (1/C to each consistent task)",
     reads=("match", "count_is"),

@@ -59,6 +59,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     5, "tally mixture",
+    in_words="average the votes of all earlier answers (before any answer: the prior 1/K).",
     attention_does="head 0: query 1, key 2 beta valid + beta [BOS], value vote + [BOS]/K -> mix "
                    "(the average of earlier votes; the prior 1/K at BOS when there is none)",
     mlp_does="(none)",

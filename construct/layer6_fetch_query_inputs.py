@@ -50,6 +50,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     6, "fetch query inputs",
+    in_words="one head per input slot copies the current input tokens to the ARROW, snapped to exact bits.",
     attention_does="one head per slot a read by a task looks back s-a (slot a of the current input) and copies "
                    "the token into slot[a]",
     mlp_does="slot = snap(slot), in place",

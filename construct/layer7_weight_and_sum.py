@@ -55,6 +55,7 @@ def exact(view: PromptView, state: Values) -> Values:
 
 SPEC = LayerSpec(
     7, "weight and sum",
+    in_words="out[v] = sum over tasks of mix[k] * [task k answers v on the input]; this is the readout.",
     attention_does="(none)",
     mlp_does="out[G_k(w)] += relu(mix[k] + slot[a_1,w_1] + .. + slot[a_r,w_r] + token[ARROW] - (r+1)) "
              "= sum_k p_k [G_k(x) = v] at ARROWs",

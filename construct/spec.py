@@ -2,7 +2,7 @@
 
 A ``LayerSpec`` holds
 
-* what the layer is for (``title``, ``attention_does``, ``mlp_does``),
+* what the layer is for (``title``, ``in_words`` for students, ``attention_does``, ``mlp_does``),
 * the residual blocks it reads and writes (``reads``, ``writes``; checked against the
   non-zero weights of every build by ``Layer.check``),
 * the heads and MLP units it uses as functions of the task set (``heads``,
@@ -58,6 +58,7 @@ class PromptView:
 class LayerSpec:
     number: int
     title: str
+    in_words: str
     attention_does: str
     mlp_does: str
     reads: tuple[str, ...]

@@ -9,7 +9,8 @@ by only beta. Here we lower beta step by step and measure, on the digit prompt:
   model reports (``model.error_bound``; it is ``inf`` once beta is too low for the
   proof's snap hypothesis H);
 * for every attention layer, the attention mass its heads put off their target;
-* for every *snapped* block (is_answer, match, count_is, valid, vote, task_out), its
+* for every *snapped* block (is_answer, match, count_is, valid, vote, and
+  the query's slot block after its in-place snap), its
   deviation from the exact value it should hold under hard attention.
 
 What a student should see: the tally head leaks the most at every beta, and it is the
@@ -31,14 +32,16 @@ import numpy as np
 from superpose import TaskSet, build, prediction_positions
 from superpose.demo import digit_tasks, mixed_prompt
 from superpose.examples.common import DEFAULT_OUT, plt, residual_after, run_as_script, save_figure, trace
+from superpose.construct.build import LAYER_SPECS
+from superpose.construct.spec import exact_values
 from superpose.verify.analytic import consistent_tasks, predict, task_mixture
 
 SHARPNESS = (50, 30, 20, 15, 12, 10, 8, 6, 5, 4, 3, 2.5, 2, 1.5, 1.25, 1, 0.75, 0.5)
 SMALL_SHARPNESS = (50, 12, 5, 2, 1.25, 1, 0.5)
 EXACT = 1e-12  # a snapped value this close to its exact value counts as exact (float64 rounding)
 # the exact blocks: which layer writes each one, and whose attention leak it has to absorb
-SNAPPED = {"is_answer": 1, "match": 3, "count_is": 3, "valid": 3, "vote": 4, "task_out": 6}
-ABSORBS_LEAK_OF = {"is_answer": 1, "match": 2, "count_is": 2, "valid": 2, "vote": 2, "task_out": 6}
+SNAPPED = {"is_answer": 1, "match": 3, "count_is": 3, "valid": 3, "vote": 4, "slot": 6}
+ABSORBS_LEAK_OF = {"is_answer": 1, "match": 2, "count_is": 2, "valid": 2, "vote": 2, "slot": 6}
 
 
 @dataclass
@@ -68,33 +71,28 @@ class BreakingResult:
     figures: list[Path] = field(default_factory=list)
 
 
-def exact_snapped_blocks(tasks: TaskSet, prompt, T: int) -> dict[str, np.ndarray]:
-    """What each snapped block holds under hard attention, from the prompt alone ([T, ...] arrays)."""
-    K, d, n, s = tasks.K, tasks.vocab_size, tasks.example_length, tasks.slots
-    exact = {"is_answer": np.zeros(T), "match": np.zeros((T, K)), "count_is": np.zeros((T, K)),
-             "valid": np.zeros(T), "vote": np.zeros((T, K)), "task_out": np.zeros((T, K, d))}
-    for i, example in enumerate(prompt.examples):
-        t = i * n + s + 2  # the answer of example i
-        fits = consistent_tasks(tasks, example)
-        exact["is_answer"][t] = 1
-        exact["match"][t, fits] = 1
-        if fits:
-            exact["count_is"][t, len(fits) - 1] = 1
-            exact["valid"][t] = 1
-            exact["vote"][t, fits] = 1 / len(fits)
-    for i, t in enumerate(prediction_positions(tasks, prompt.n_examples)):
-        for k, task in enumerate(tasks.tasks):  # task_out is used only at prediction positions
-            exact["task_out"][t, k, task(prompt.inputs_at(i))] = 1
+def exact_snapped_blocks(tasks: TaskSet, tokens, T: int) -> dict[str, np.ndarray]:
+    """What each snapped block holds under hard attention ([T, ...] float arrays; NaN where unspecified).
+
+    Read from the layer specs (``LayerSpec.exact``), which state every layer's exact output.
+    """
+    per_layer = exact_values(LAYER_SPECS, tasks, tokens)
+    exact = {}
+    for name, layer in SNAPPED.items():
+        values = per_layer[layer - 1][name]
+        shape = np.shape(next(v for v in values if v is not None))
+        exact[name] = np.array([np.full(shape, np.nan) if v is None else np.asarray(v, dtype=float)
+                                for v in values])
     return exact
 
 
 def look_back_offsets(tasks: TaskSet) -> dict[tuple[int, int], int]:
-    """(layer, head) -> how far back the head should look: layer 1 one token; layers 2 and 6 to task k's slot."""
+    """(layer, head) -> how far back the head should look: layer 1 one token; layers 2 and 6 to slot a."""
     s = tasks.slots
     offsets = {(1, 0): 1}
-    for k, task in enumerate(tasks.tasks):
-        offsets[(2, k)] = s + 1 - task.slot   # from an answer back to the example's slot
-        offsets[(6, k)] = s - task.slot       # from an ARROW back to the current input's slot
+    for i, a in enumerate(tasks.slots_read):
+        offsets[(2, i)] = s + 1 - a   # from an answer back to the example's slot a
+        offsets[(6, i)] = s - a       # from an ARROW back to the current input's slot a
     return offsets
 
 
@@ -116,7 +114,7 @@ def measure(tasks, prompt, sharpness: float) -> SharpnessRun:
         leak = max(np.delete(pattern[t, :t + 1], t - offset).sum() for t in range(offset, T))
         off_target[layer] = max(off_target.get(layer, 0.0), float(leak))
     # the tally's targets: the valid answers so far (BOS while there are none)
-    exact = exact_snapped_blocks(tasks, prompt, T)
+    exact = exact_snapped_blocks(tasks, tokens, T)
     valid = np.flatnonzero(exact["valid"])
     tally = cache["layer_5"]["pattern"][0, 0]
     tally_leak = [np.delete(tally[t, :t + 1], [u for u in valid if u <= t] or [0]).sum() for t in range(T)]
@@ -126,7 +124,7 @@ def measure(tasks, prompt, sharpness: float) -> SharpnessRun:
     deviation = {}
     for name, layer in SNAPPED.items():
         value = lay.view(residual_after(cache, layer), name)
-        rows = positions if name == "task_out" else slice(None)
+        rows = positions if name == "slot" else slice(None)  # the query's slots are used at ARROWs only
         deviation[name] = float(np.abs(value[rows] - exact[name][rows]).max())
     return SharpnessRun(sharpness, error, bound.total, bound.holds, mix_error, off_target,
                         float(tally_leak[-1]), deviation)

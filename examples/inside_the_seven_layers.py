@@ -7,8 +7,11 @@ bottom, the trace is the algorithm:
 
 1. find the answer positions,  2. check each example against each task,
 3. snap the checks and count the tasks each example fits,  4. cast votes,
-5. tally the votes into the task mixture,  6. fetch every task's output on the input,
-7. weight each task's output by its share and sum.
+5. tally the votes into the task mixture,  6. fetch the query's input tokens,
+7. weight each task's answer by its share and sum.
+
+What each layer does is read from its spec (``superpose.construct.build.LAYER_SPECS``),
+the same object the builder, the proofs and the tests use.
 
 The attention patterns of the heads that are used are drawn as heatmaps: the
 look-back heads are a sharp off-diagonal line; the tally head spreads its weight
@@ -26,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from superpose import Example, Prompt, build
+from superpose.construct.build import LAYER_SPECS
 from superpose.demo import digit_tasks
 from superpose.examples.common import (DEFAULT_OUT, fraction_text, plt, residual_after, run_as_script,
                                        save_figure, trace)
@@ -33,18 +37,6 @@ from superpose.examples.common import (DEFAULT_OUT, fraction_text, plt, residual
 # Soft attention leaks about e^(-2 beta) ~ 4e-44 (beta = 50) onto other positions;
 # entries smaller than this are not "changes" worth printing.
 TOLERANCE = 1e-9
-
-IN_WORDS = {
-    1: "an answer is the token right after an ARROW.",
-    2: "head k fetches task k's output on the example's input; the MLP compares it with the "
-       "given answer, then wipes the scratch block fetch (layer 6 reuses it).",
-    3: "turn the checks into exact bits and count how many tasks fit each example.",
-    4: "an example that fits C tasks gives each of them a vote of 1/C.",
-    5: "average the votes of all earlier answers (before any answer: the prior 1/K).",
-    6: "every task's answer on the current input, as exact bits.",
-    7: "out[v] = sum over tasks of mix[k] * [task k answers v]; this is the readout.",
-}
-
 
 @dataclass
 class LayerTrace:
@@ -62,13 +54,13 @@ def small_prompt() -> Prompt:
 
 
 def readable(model, label: str) -> str:
-    """A residual label with task and token names: ``fetch[1,8]`` -> ``fetch[next digit,8]``."""
+    """A residual label with task and token names: ``vote[1]`` -> ``vote[next digit]``, ``slot[0,12]`` -> ``slot[0,six]``."""
     name, _, index = label.partition("[")
     if not index:
         return label
     tasks, parts = model.tasks, index.rstrip("]").split(",")
-    by_task = {"fetch", "match_raw", "match", "vote", "mix", "task_out"}
-    by_token = {"fetch": 1, "task_out": 1, "out": 0, "token": 0}
+    by_task = {"match_raw", "match", "vote", "mix"}
+    by_token = {"slot": 1, "out": 0, "token": 0}
     if name in by_task:
         parts[0] = tasks.tasks[int(parts[0])].name
     if name in by_token and parts[by_token[name]].isdigit():
@@ -99,8 +91,8 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LayerTrace:
 
     changes: dict[int, dict[str, dict[int, dict[str, float]]]] = {}
     patterns: dict[tuple[int, int], np.ndarray] = {}
-    for layer in model.layers:
-        i = layer.number
+    for spec, layer in zip(LAYER_SPECS, model.layers):
+        i = spec.number
         before = residual_after(cache, i - 1)
         middle = cache[f"layer_{i}"]["resid_mid"][0]
         after = residual_after(cache, i)
@@ -109,8 +101,8 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LayerTrace:
         for h, head in enumerate(layer.attention.heads):
             patterns[(i, h)] = cache[f"layer_{i}"]["pattern"][0, h]
 
-        print(f"Layer {i} ({layer.title}): {IN_WORDS[i]}")
-        for part, does in (("attention", layer.attention_does), ("mlp", layer.mlp_does)):
+        print(f"Layer {i} ({spec.title}): {spec.in_words}")
+        for part, does in (("attention", spec.attention_does), ("mlp", spec.mlp_does)):
             print(f"  {'attention' if part == 'attention' else 'MLP'}: {does}")
             for t, entries in changes[i][part].items():
                 written = "  ".join(f"{readable(model, k)}={fraction_text(v)}" for k, v in entries.items())
@@ -136,7 +128,7 @@ def _figure(model, names, patterns):
         ax.set_xticks(ticks, names, rotation=90, fontsize=7)
         ax.set_yticks(ticks, names, fontsize=7)
         label = model.layers[layer - 1].attention.heads[head].label
-        ax.set_title(textwrap.fill(f"layer {layer} head {head}: {label.split(', apply')[0]}", 44), fontsize=8)
+        ax.set_title(textwrap.fill(f"layer {layer} head {head}: {label}", 44), fontsize=8)
         ax.set_xlabel("key (attended to)", fontsize=7)
         ax.set_ylabel("query position", fontsize=7)
     for ax in list(axes.flat)[len(patterns):]:

@@ -111,7 +111,8 @@ def _print_table(model: SuperposeModel, prompt: Prompt, report: dict) -> None:
     print(f"Error bound (sharpness {model.sharpness:g}): "
           + (f"{bound:.3e} = leak {report['bound']['leak']:.1e} + rounding {report['bound']['rounding']:.1e}"
              if bound is not None else "none: sharpness too low for the snaps (hypothesis H fails)"))
-    print(f"Model: {c.n_layers} layers, {c.n_heads} heads per attention layer, d_model {c.d_model}, "
+    print(f"Model: {c.n_layers} layers, {c.n_heads} head{'s' if c.n_heads > 1 else ''} per attention layer "
+          f"(one per input slot read), d_model {c.d_model}, "
           f"{model.n_params:,} parameters, context {c.n_ctx} tokens")
     status = "within" if bound is not None and worst <= bound else "NOT within"
     print(f"Result: the model's output is {status} the bound of the analytic prediction.")

@@ -35,7 +35,8 @@ def test_demo_prints_the_table_and_passes():
     code, out, err = cli("demo")
     assert code == 0, err
     assert "seven" in out and "0.500000000" in out and "within the bound" in out
-    assert "7 layers, 3 heads per attention layer" in out
+    # three tasks, all reading slot 0: one head per slot read, not one per task
+    assert "7 layers, 1 head per attention layer" in out and "K = 3 tasks" in out
 
 
 def test_run_json_has_one_entry_per_prediction_position(tmp_path):
@@ -43,11 +44,25 @@ def test_run_json_has_one_entry_per_prediction_position(tmp_path):
                          "--json", "--dtype", "float64")
     assert code == 0, err
     report = json.loads(out)
-    assert report["model"] == {"layers": 7, "heads": 2, "d_model": report["model"]["d_model"],
-                               "params": report["model"]["params"]}
+    # d = 4, S = 2 slots read, K = 2, T_max = (3 + 1) * 4 = 16 so L = 4: 2d + Sd + 5K + 2L + 5 = 39
+    d, S, K, L = 4, 2, 2, 4
+    D, H, dh, M = 2 * d + S * d + 5 * K + 2 * L + 5, S, max(2 * L, d, K), max(d + d + S * d, 6 * K + 2, 3 * S * d)
+    per_layer = 3 * (H * D * dh + H * dh) + H * dh * D + D + D * M + M + M * D + D
+    params = (d + 2) * D + 16 * D + 7 * per_layer + D * d + d
+    assert report["model"] == {"layers": 7, "heads": 2, "d_model": 39, "params": params}
     preds = report["predictions"]
     assert [p["example"] for p in preds] == [0, 1, 2, 3]
     # query [3, 3]: copy0 -> 3, inc1 -> 0; the 3 examples fit copy0, inc1, copy0
+    two_slot = {**TASKS, "tasks": TASKS["tasks"] + [
+        {"name": "A+B", "slots": [0, 1], "table": [[(a + b) % 4 for b in range(4)] for a in range(4)]}]}
+    code, out, err = cli("run", write(tmp_path, "t2.json", two_slot), write(tmp_path, "p.json", PROMPT),
+                         "--json", "--dtype", "float64")
+    assert code == 0, err
+    wide = json.loads(out)
+    # the two-slot task reads slots 0 and 1, already read: still 2 heads; K = 3 adds 5 dimensions
+    assert wide["model"]["heads"] == 2 and wide["model"]["d_model"] == 39 + 5
+    # no example fits A+B (0+1 = 1, 2+2 = 0, 1+2 = 3 against answers 0, 3, 1): its share is 0
+    assert wide["predictions"][-1]["analytic"] == [pytest.approx(1 / 3), 0, pytest.approx(0), pytest.approx(2 / 3)]
     assert preds[-1]["analytic"] == [pytest.approx(1 / 3), 0, 0, pytest.approx(2 / 3)]
     for p in preds:
         assert len(p["model"]) == len(p["analytic"]) == 4
@@ -69,7 +84,8 @@ def test_layers_describes_all_seven(tmp_path):
     assert code == 0, err
     for i in range(1, 8):
         assert f"Layer {i}:" in out
-    assert "Residual stream:" in out and "task_out" in out
+    assert "Residual stream:" in out and "slot" in out
+    assert "Heads used per layer: 1, 1, 0, 0, 1, 1, 0" in out   # the digit tasks all read slot 0
 
 
 BAD_INPUTS = [

@@ -50,8 +50,8 @@ def test_metadata_read_by_safetensors_itself(tmp_path, model):
         names = set(f.keys())
         w_in = f.get_tensor("layer_3/mlp/W_in")
     assert metadata["format"] == "superpose-safetensors/1"
-    assert json.loads(metadata["config"]) == {
-        "n_layers": 7, "n_heads": 3, "d_model": model.config.d_model, "d_head": model.config.d_head,
+    assert json.loads(metadata["config"]) == {   # three tasks reading slots 0 and 1: two heads
+        "n_layers": 7, "n_heads": 2, "d_model": model.config.d_model, "d_head": model.config.d_head,
         "d_mlp": model.config.d_mlp, "n_vocab": 7, "n_ctx": 40, "d_out": 5}
     labels = json.loads(metadata["residual_labels"])
     assert len(labels) == model.config.d_model and labels == model.residual_labels

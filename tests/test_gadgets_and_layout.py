@@ -69,20 +69,24 @@ def test_gap_lemma_numerically_for_all_offsets():
         assert worst <= L - 2 + 1e-9
 
 
-@pytest.mark.parametrize("d,s,K,m", [(2, 1, 1, 0), (5, 2, 3, 10), (10, 1, 3, 64), (8, 3, 4, 1023), (20, 1, 3, 64)])
-def test_d_model_formula(d, s, K, m):
-    tasks = TaskSet(d, s, [Task(f"t{k}", k % s, list(range(d))) for k in range(K)])
+@pytest.mark.parametrize("d,s,K,r,m", [(2, 1, 1, 1, 0), (5, 2, 3, 1, 10), (10, 1, 3, 1, 64), (8, 3, 4, 1, 1023),
+                                       (20, 1, 3, 1, 64), (4, 3, 2, 2, 5), (3, 4, 3, 3, 7)])
+def test_d_model_formula(d, s, K, r, m):
+    # task k reads r consecutive slots starting at k: S = min(s, K + r - 1) distinct slots
+    tasks = TaskSet(d, s, [Task(f"t{k}", [(k + j) % s for j in range(r)], np.zeros((d,) * r, dtype=int))
+                           for k in range(K)])
+    S = min(s, K + r - 1)
     model = build(tasks, max_examples=m)
     T = (m + 1) * (s + 2)
     L = max(1, int(np.ceil(np.log2(T))))
-    assert model.config.d_model == d_model_formula(d, K, T) == 2 * d + 2 * K * d + 5 * K + 2 * L + 5
+    assert model.config.d_model == d_model_formula(d, S, K, T) == 2 * d + S * d + 5 * K + 2 * L + 5
     assert len(model.residual_labels) == len(set(model.residual_labels)) == model.config.d_model
-    assert model.config.n_heads == K and model.config.n_layers == 7
+    assert model.config.n_heads == S and model.config.n_layers == 7
 
 
 def test_growing_prompt_length_from_2_4_to_2_16_adds_only_logarithmically_many_dimensions():
-    d, K = 10, 3
-    dims = {e: d_model_formula(d, K, 2 ** e) for e in range(4, 17)}
+    d, S, K = 10, 2, 3
+    dims = {e: d_model_formula(d, S, K, 2 ** e) for e in range(4, 17)}
     for e in range(4, 17):
         assert dims[e] - dims[4] == 2 * (e - 4)  # two positional dimensions per doubling
     assert dims[16] - dims[4] == 24
@@ -92,7 +96,7 @@ def test_growing_prompt_length_from_2_4_to_2_16_adds_only_logarithmically_many_d
 def test_layout_labels_and_views(two_tasks):
     model = build(two_tasks, max_examples=3)
     lay = model.layout
-    assert lay.labels[lay.at("fetch", 1, 3)] == "fetch[1,3]"
+    assert lay.labels[lay.at("slot", 1, 3)] == "slot[1,3]"   # slot 1 (the second read), token 3
     assert lay.labels[lay.at("token", two_tasks.arrow)] == "token[ARROW]"
     assert lay.labels[lay.at("count_is", 0)] == "count_is[1]"
     v = np.zeros(lay.d_model)
@@ -100,8 +104,16 @@ def test_layout_labels_and_views(two_tasks):
     assert lay.nonzero(v) == {"mix[1]": 0.25}
     assert lay.view(v, "mix").tolist() == [0.0, 0.25]
     for layer in model.layers:
-        layer.check_declared()
+        layer.check()
     hidden = model.hidden_labels(3)
     assert len(hidden) == model.config.d_mlp
     assert hidden[:2] == ["match[0] = snap(match_raw[0])#0", "match[0] = snap(match_raw[0])#1"]
-    assert hidden[-1] == "unused"  # layer 3 uses 6K+2 = 14 of max(2Kd, 6K+2, K^2) = 20 units
+    # layer 3 uses 6K+2 = 14 of max(E + Sd, 6K+2, K^2, 3Sd, E) = max(20, 14, 4, 30, 10) = 30 units
+    assert model.config.d_mlp == 30 and hidden[13] != "unused" and hidden[14:] == ["unused"] * 16
+
+
+def test_slot_labels_name_the_slot_read_not_its_row():
+    tasks = TaskSet(3, 4, [Task("a", [3, 1], [[0] * 3] * 3)])
+    lay = build(tasks, max_examples=1).layout
+    assert [label for label in lay.labels if label.startswith("slot[")] == [
+        f"slot[{a},{w}]" for a in (1, 3) for w in range(3)]

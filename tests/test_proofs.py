@@ -120,7 +120,7 @@ def test_layer4_and_exact_run_fail_when_a_vote_weight_changes(perturbed):
 
 def test_layer6_and_exact_run_fail_when_a_head_looks_back_the_wrong_distance(perturbed):
     # rebuild head 0's query weights from the look-back form of offset D + 1
-    D = perturbed.tasks.slots - perturbed.tasks.tasks[0].slot
+    D = perturbed.tasks.slots - perturbed.tasks.slots_read[0]   # head 0 reads the first slot read
     W_Q = perturbed.params["layer_6"]["attn"]["W_Q"][0]
     W_K = perturbed.params["layer_6"]["attn"]["W_K"][0]
     form = look_back_form(perturbed, D + 1)
@@ -130,7 +130,7 @@ def test_layer6_and_exact_run_fail_when_a_head_looks_back_the_wrong_distance(per
     result = check_layer6(perturbed)
     assert not result.proved and "layer 6 head 0" in result.detail
     run = check_exact_run([(perturbed, prompts_for(perturbed.tasks))])
-    assert not run.proved and ("task_out" in run.detail or "readout" in run.detail)
+    assert not run.proved and ("slot" in run.detail or "readout" in run.detail)
 
 
 def test_exact_run_fails_on_a_weight_with_no_exact_value(perturbed):
@@ -162,15 +162,15 @@ def test_sharpness_check_fails_when_a_value_weight_changes(perturbed):
 
 
 def test_leak_check_fails_for_a_bound_that_drops_a_term():
-    def weaker(K, T, L, beta, dtype="float32"):
-        b = error_bound(K, T, L, beta, dtype)
+    def weaker(K, T, L, beta, dtype="float32", **shape):
+        b = error_bound(K, T, L, beta, dtype, **shape)
         return dataclasses.replace(b, leak=b.leak - 2 * math.exp(-beta) if b.holds else b.leak)
     assert not check_error_bound_leak(error_bound=weaker).proved
 
 
 def test_formula_check_fails_for_a_bound_that_rounds_down():
-    def lower(K, T, L, beta, dtype="float32"):
-        b = error_bound(K, T, L, beta, dtype)
+    def lower(K, T, L, beta, dtype="float32", **shape):
+        b = error_bound(K, T, L, beta, dtype, **shape)
         return dataclasses.replace(b, total=b.total * (1 - 1e-9))
     result = check_error_bound_formula(error_bound=lower)
     assert not result.proved and "total" in result.detail

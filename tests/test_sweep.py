@@ -112,7 +112,8 @@ def test_small_sweep_records_every_configuration_within_its_bound(small_sweep, c
         assert 0.0 <= r["max_abs_error"] <= r["bound"] and r["error_over_bound"] <= 1.0
         if c["sharpness"] == 50:
             assert r["max_abs_error"] <= 1e-12 and r["calibration"]["kl_vote_shares_max"] <= 1e-12
-        assert r["d_model"] == d_model_formula(4, 2, r["prompt_length"])
+        assert r["d_model"] == d_model_formula(4, r["slots_read"], c["n_tasks"], r["prompt_length"])
+        assert 1 <= r["slots_read"] <= min(c["slots"], c["n_tasks"])
         assert set(r["seconds"]) == {"build", "run", "check", "total"} and r["devices"] == 1
 
 

@@ -45,6 +45,7 @@ SWEEP_FLAGS = {  # flag -> (sweep parameter, type, what the values are)
     "--vocab": ("vocab_size", int, "vocabulary sizes d"),
     "--tasks": ("n_tasks", int, "numbers of tasks K"),
     "--slots": ("slots", int, "input slots s per example"),
+    "--arity": ("max_arity", int, "most slots r a task reads (each task draws 1..r; default 1)"),
     "--examples": ("n_examples", int, "examples m per prompt (prompt length (m+1)(s+2))"),
     "--sharpness": ("sharpness", float, "attention sharpness beta"),
     "--dtype": ("dtype", str, "float32 and/or float64"),

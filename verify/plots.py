@@ -110,20 +110,20 @@ def d_model_vs_length(records: Sequence[dict]):
     series: dict[tuple, set] = {}
     for r in records:
         c = r["config"]
-        series.setdefault((c["vocab_size"], c["n_tasks"]), set()).add((c["n_examples"] * r["example_length"],
-                                                                         r["prompt_length"], r["d_model"]))
+        key = (c["vocab_size"], c["n_tasks"], r["slots_read"])
+        series.setdefault(key, set()).add((c["n_examples"] * r["example_length"], r["prompt_length"], r["d_model"]))
     series = {k: v for k, v in series.items() if len({p[0] for p in v}) >= 3}
     if not series:
-        raise InputFileError("SWEEP: d_model vs m*n needs a (d, K) with at least 3 different prompt lengths")
-    for (d, K), points in sorted(series.items()):
+        raise InputFileError("SWEEP: d_model vs m*n needs a (d, K, S) with at least 3 different prompt lengths")
+    for (d, K, S), points in sorted(series.items()):
         points = sorted(points)
-        line = ax.plot([p[0] for p in points], [p[2] for p in points], "o", ms=4, label=f"d={d}, K={K}")[0]
+        line = ax.plot([p[0] for p in points], [p[2] for p in points], "o", ms=4, label=f"d={d}, K={K}, S={S}")[0]
         lo, hi = max(1, points[0][0]), points[-1][0]
         n = points[-1][1] - points[-1][0]
         xs = sorted({int(round(lo * (hi / lo) ** (i / 200))) for i in range(201)})
-        ax.plot(xs, [d_model_formula(d, K, x + n) for x in xs], "-", color=line.get_color(), lw=0.8)
+        ax.plot(xs, [d_model_formula(d, S, K, x + n) for x in xs], "-", color=line.get_color(), lw=0.8)
     ax.set(xscale="log", xlabel="m·n (tokens in the in-context examples)", ylabel="d_model",
-           title="d_model = 2d + 2Kd + 5K + 2⌈log₂T⌉ + 5 (lines): logarithmic in m·n")
+           title="d_model = 2d + Sd + 5K + 2⌈log₂T⌉ + 5 (lines): logarithmic in m·n")
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=7)
     return fig

@@ -71,6 +71,7 @@ class SweepConfig:
     noise_share: float
     n_prompts: int
     seed: int
+    max_arity: int = 1   # each task reads 1..max_arity distinct slots (at most ``slots``)
 
     @property
     def prompt_length(self) -> int:
@@ -91,6 +92,7 @@ class SweepConfig:
             (0.0 <= self.ambiguous_share <= 1.0, "ambiguous_share", "must lie in [0, 1]"),
             (0.0 <= self.noise_share <= 1.0, "noise_share", "must lie in [0, 1]"),
             (self.n_prompts >= 1, "n_prompts", "must be >= 1"),
+            (self.max_arity >= 1, "max_arity", "must be >= 1"),
         ]
         for ok, name, message in checks:
             if not ok:
@@ -103,6 +105,7 @@ AXES: dict[str, tuple[type, tuple]] = {
     "vocab_size": (int, (4, 8)),
     "n_tasks": (int, (1, 2, 3)),
     "slots": (int, (1, 2)),
+    "max_arity": (int, (1,)),
     "n_examples": (int, (0, 4, 16)),
     "sharpness": (float, (50.0,)),
     "dtype": (str, ("float64",)),
@@ -226,7 +229,7 @@ class _Case:
 def _prepare(index: int, config: SweepConfig, perturb: float) -> _Case:
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    tasks = random_task_set(rng, config.vocab_size, config.n_tasks, config.slots)
+    tasks = random_task_set(rng, config.vocab_size, config.n_tasks, config.slots, config.max_arity)
     samples = [sample_prompt(rng, tasks, config.n_examples, mixture_shares(config.mixture, config.n_tasks, rng),
                              config.ambiguous_share, config.noise_share) for _ in range(config.n_prompts)]
     model = build(tasks, max_examples=config.n_examples, sharpness=config.sharpness)
@@ -281,6 +284,7 @@ def _finish(case: _Case, runner: ShardedRunner) -> dict:
         "prompt_length": config.prompt_length,
         "example_length": config.slots + 2,
         "d_model": model.config.d_model,
+        "slots_read": len(model.tasks.slots_read),
         "n_params": model.n_params,
         "model_config": model.config.to_json(),
         "compiled_shape": case.shape.to_json(),
