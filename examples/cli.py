@@ -20,6 +20,7 @@ EXAMPLES: dict[str, str] = {
     "curve": "learning_curve",
     "task-vectors": "task_vectors",
     "breaking": "breaking_it",
+    "ab": "ab_digits",
 }
 
 
