@@ -21,6 +21,7 @@ EXAMPLES: dict[str, str] = {
     "task-vectors": "task_vectors",
     "breaking": "breaking_it",
     "ab": "ab_digits",
+    "add-translate": "add_and_translate",
 }
 
 
