@@ -22,6 +22,7 @@ EXAMPLES: dict[str, str] = {
     "breaking": "breaking_it",
     "ab": "ab_digits",
     "add-translate": "add_and_translate",
+    "countries": "country_capital",
 }
 
 
