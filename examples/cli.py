@@ -20,6 +20,9 @@ EXAMPLES: dict[str, str] = {
     "curve": "learning_curve",
     "task-vectors": "task_vectors",
     "breaking": "breaking_it",
+    "ab": "ab_digits",
+    "add-translate": "add_and_translate",
+    "countries": "country_capital",
 }
 
 
