@@ -260,13 +260,6 @@ def interval(lo: Any, hi: Any) -> sp.Interval:
 BIT = (0, 1)
 
 
-def describe_domain(domain: Domain) -> str:
-    parts = []
-    for name, d in domain.items():
-        parts.append(f"{name} in {d}" if isinstance(d, sp.Interval) else f"{name} in {{{', '.join(map(str, d))}}}")
-    return ", ".join(parts)
-
-
 def prove_equal_at(f: ReluSum, assignments: Sequence[Mapping[str, Any]], expected: Expected) -> int:
     """Prove ``f == expected`` at each of finitely many points (every variable given); returns their number."""
     for point in assignments:

@@ -179,10 +179,6 @@ def _check_task(task: Any, k: int, d: int, s: int) -> Task:
             raise TaskSetError(f"{field_name}: {a} is outside 0..{s - 1} (slots = {s})")
     if len(set(slots)) != len(slots):
         raise TaskSetError(f"{field_name}: {list(slots)} repeats a slot; a task reads distinct slots")
-    entries = d ** len(slots)
-    if entries > MAX_TABLE_ENTRIES:
-        raise TaskSetError(f"tasks[{k}].table: d^r = {d}^{len(slots)} = {entries:,} entries exceeds the limit "
-                           f"of {MAX_TABLE_ENTRIES:,} (MAX_TABLE_ENTRIES)")
     table = _check_table(task.table, len(slots), d, f"tasks[{k}].table")
     return Task(task.name, slots, table)
 
@@ -218,6 +214,10 @@ class TaskSet:
             raise TaskSetError(f"tasks: expected a list of tasks, got {type(tasks).__name__}")
         if len(tasks) == 0:
             raise TaskSetError("tasks: K = 0; at least one task is required")
+        for k, t in enumerate(tasks):   # sizes first: nothing large is walked before it is refused
+            if isinstance(t, Task) and d ** len(t.slots) > MAX_TABLE_ENTRIES:
+                raise TaskSetError(f"tasks[{k}].table: d^r = {d}^{len(t.slots)} = {d ** len(t.slots):,} entries "
+                                   f"exceeds the limit of {MAX_TABLE_ENTRIES:,} (MAX_TABLE_ENTRIES)")
         total = sum(d ** len(t.slots) for t in tasks if isinstance(t, Task))
         if total > MAX_TABLE_ENTRIES:
             raise TaskSetError(f"tasks: the tables hold sum_k d^r_k = {total:,} entries, more than the limit of "

@@ -105,6 +105,19 @@ BAD_INPUTS = [
     ("malformed tasks JSON", "{not json", PROMPT, r"TASKS: .* is not valid JSON"),
     ("malformed prompt JSON", TASKS, "[1, 2", r"PROMPT: .* is not valid JSON"),
     ("missing field", {"vocab_size": 4, "tasks": []}, PROMPT, r"missing field 'slots'"),
+    ("slots repeated", {**TASKS, "tasks": [{"name": "a", "slots": [1, 1], "table": [[0] * 4] * 4}]}, PROMPT,
+     r"tasks\[0\]\.slots: \[1, 1\] repeats a slot"),
+    ("more slots than inputs", {**TASKS, "tasks": [{"name": "a", "slots": [0, 1, 2], "table": [[[0] * 4] * 4] * 4}]},
+     PROMPT, r"tasks\[0\]\.slots: reads 3 slots, but examples have only slots = 2"),
+    ("table not nested deep enough", {**TASKS, "tasks": [{"name": "a", "slots": [0, 1], "table": [0, 1, 2, 3]}]},
+     PROMPT, r"tasks\[0\]\.table\[0\]: expected a list of tokens"),
+    ("ragged nested table", {**TASKS, "tasks": [{"name": "a", "slots": [0, 1], "table": [[0] * 4] * 3 + [[0]]}]},
+     PROMPT, r"tasks\[0\]\.table\[3\]: has length 1"),
+    ("both slot and slots", {**TASKS, "tasks": [{"name": "a", "slot": 0, "slots": [0], "table": [0] * 4}]},
+     PROMPT, r"tasks\[0\]: give exactly one of 'slot'"),
+    ("table too large to build", {"vocab_size": 1001, "slots": 2, "tasks": [{"name": "a", "slots": [0, 1],
+                                                                               "table": []}]},
+     PROMPT, r"tasks\[0\]\.table: d\^r = 1001\^2 = 1,002,001 entries exceeds the limit"),
 ]
 
 

@@ -5,6 +5,7 @@ function) makes the corresponding check fail."""
 import copy
 import dataclasses
 import functools
+import json
 import math
 from fractions import Fraction
 
@@ -233,3 +234,28 @@ def test_prove_command_rejects_an_unknown_lemma(monkeypatch, capsys):
     monkeypatch.setattr(superpose.cli, "COMMAND_MODULES", ("superpose.proofs.cli",))
     assert superpose.cli.main(["prove", "--only", "Z9"]) == 2
     assert "unknown lemma id" in capsys.readouterr().err
+
+
+def test_prove_command_runs_the_model_lemmas_on_a_given_task_set(monkeypatch, capsys, tmp_path):
+    tasks = {"vocab_size": 4, "slots": 3, "tasks": [
+        {"name": "A", "slot": 0, "table": [0, 1, 2, 3]},
+        {"name": "C-A", "slots": [2, 0], "table": [[(c - a) % 4 for a in range(4)] for c in range(4)]}]}
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps(tasks))
+    monkeypatch.setattr(superpose.cli, "COMMAND_MODULES", ("superpose.proofs.cli",))
+    assert superpose.cli.main(["prove", str(path), "--only", "D", "L2", "L7", "X", "-v"]) == 0
+    out = capsys.readouterr().out
+    assert "2 heads/layer" in out                      # slots 0 and 2 are read: S = 2
+    assert "1 built models match every formula" in out  # D ran on this model alone, not the built-in ones
+    assert "K=2, d=4, s=3" in out                       # L2 and L7 name the model they proved
+    assert "9 prompts" in out                           # X: the empty prompt and 8 random ones
+    assert "4 of 4 lemmas proved" in out
+
+
+def test_prove_command_rejects_a_bad_task_set(monkeypatch, capsys, tmp_path):
+    path = tmp_path / "tasks.json"
+    path.write_text(json.dumps({"vocab_size": 3, "slots": 2, "tasks": [{"name": "a", "slots": [0, 0],
+                                                                        "table": [[0] * 3] * 3}]}))
+    monkeypatch.setattr(superpose.cli, "COMMAND_MODULES", ("superpose.proofs.cli",))
+    assert superpose.cli.main(["prove", str(path)]) == 2
+    assert "repeats a slot" in capsys.readouterr().err

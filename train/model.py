@@ -58,9 +58,3 @@ def n_params(params) -> int:
     import jax
 
     return int(sum(x.size for x in jax.tree_util.tree_leaves(params)))
-
-
-def logits_fn(config: GPTConfig):
-    model = GPT(config)
-    return lambda params, tokens: model.apply({"params": params}, tokens)
-
