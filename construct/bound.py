@@ -75,10 +75,10 @@ total size ``<= 1.01``. So
 ``leak`` is ``total`` with ``u = 0`` (the error of exact arithmetic with soft
 attention: ``max(2e^{-beta} + T e^{-2 beta}, T e^{-beta})``) and ``rounding = total - leak``.
 
->>> b = error_bound(K=3, T=1024, L=10, beta=50.0, dtype="float64")
+>>> b = error_bound(K=3, T=1024, L=10, beta=50.0, dtype="float64", arity=2, vocab_size=10)
 >>> b.holds, b.total < 1e-11, b.leak < 1e-18
 (True, True, True)
->>> error_bound(K=3, T=1024, L=10, beta=2.0, dtype="float64").total
+>>> error_bound(K=3, T=1024, L=10, beta=2.0, dtype="float64", arity=1, vocab_size=10).total
 inf
 """
 
@@ -151,11 +151,12 @@ def _total(K: int, T: int, L: int, beta: float, u: float, r: int, d: int) -> tup
     return total, h
 
 
-def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32", arity: int = 1,
-                vocab_size: int = 1) -> ErrorBound:
+def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32", *, arity: int,
+                vocab_size: int) -> ErrorBound:
     """Bound on ``max |model - prediction|`` over the prediction positions of a T-token prompt.
 
-    ``arity`` is the most input slots any task reads (r) and ``vocab_size`` is d.
+    ``arity`` is the most input slots any task reads (r) and ``vocab_size`` is d; both are
+    required, since a bound for one-slot tasks would be too small for tasks of several.
     """
     u = unit_roundoff(dtype)
     total, h = _total(K, T, L, beta, u, arity, vocab_size)

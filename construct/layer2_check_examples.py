@@ -5,7 +5,8 @@ example whose inputs start at ``t - s - 1``, input slot ``a`` sits at ``t - (s +
 The head for slot ``a`` looks back ``s + 1 - a`` and copies the one-hot token there
 into ``slot[a, .]`` (its OV circuit is the identity on content tokens), so
 
-    slot[a, w] ~= [x_a == w]        (error <= (T-1) e^{-2 beta}; slot[a, .] sums to 1).
+    slot[a, w] ~= [x_a == w]        (error <= (T-1) e^{-2 beta}; slot[a, .] sums to at most 1,
+                                     since BOS and ARROW copy nothing).
 
 MLP, for every task k reading slots ``(a_1..a_r)`` and every input combination
 ``w = (w_1..w_r)`` (one unit: gadget ``conjunction(r + 2)``):
@@ -14,8 +15,8 @@ MLP, for every task k reading slots ``(a_1..a_r)`` and every input combination
 
 With the slots exact bits only ``w = x[a_k]`` can fire, only if ``G_k(w) = y`` (the answer
 token) and only at answer positions, so ``match_raw[k] = [G_k(x[a_k]) == y] * is_answer``.
-With soft slots ``m_j = slot[a_j, .]`` (each a probability vector within ``eps`` of the
-one-hot of ``x_{a_j}``) the sum lies within ``r eps`` of that bit: the firing unit loses at
+With soft slots ``m_j = slot[a_j, .]`` (each a non-negative vector of sum at most 1, within
+``eps`` of the one-hot of ``x_{a_j}``) the sum lies within ``r eps`` of that bit: the firing unit loses at
 most ``sum_j eps``, and ``relu(sum_j m_j(w_j) - (r - 1)) <= prod_j m_j(w_j)`` (the
 Lukasiewicz and product t-norms, lemma G3), whose sum over ``w != x`` is at most
 ``1 - prod_j (1 - eps) <= r eps``. The same MLP erases the scratch block exactly with

@@ -13,11 +13,11 @@ from conftest import random_prompt
 @pytest.mark.parametrize("beta", [5.0, 10.0, 20.0, 50.0])
 def test_leak_term_is_the_soft_attention_formula(beta):
     T = 300
-    b = error_bound(K=3, T=T, L=9, beta=beta, dtype="float64")
-    if b.holds:
-        expected = max(2 * math.exp(-beta) + T * math.exp(-2 * beta), T * math.exp(-beta))
-        assert b.leak == pytest.approx(expected, rel=1e-12)
-        assert b.total == pytest.approx(b.leak + b.rounding, rel=1e-12)
+    b = error_bound(K=3, T=T, L=9, beta=beta, dtype="float64", arity=1, vocab_size=8)
+    assert b.holds   # H0: 3 * 299 * e^{-2 beta} <= 0.041 for beta >= 5
+    expected = max(2 * math.exp(-beta) + T * math.exp(-2 * beta), T * math.exp(-beta))
+    assert b.leak == pytest.approx(expected, rel=1e-12)
+    assert b.total == pytest.approx(b.leak + b.rounding, rel=1e-12)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
@@ -37,14 +37,14 @@ def test_error_stays_within_the_bound_as_attention_softens(two_tasks, dtype, bet
 
 
 def test_bound_is_infinite_when_the_snaps_cannot_work():
-    b = error_bound(K=2, T=1000, L=10, beta=2.0, dtype="float32")
+    b = error_bound(K=2, T=1000, L=10, beta=2.0, dtype="float32", arity=1, vocab_size=8)
     assert not b.holds and b.total == math.inf
 
 
 def test_bound_grows_with_prompt_length_and_shrinks_with_sharpness():
-    totals = [error_bound(3, T, 12, 30.0, "float64").total for T in (16, 256, 4096)]
+    totals = [error_bound(3, T, 12, 30.0, "float64", arity=2, vocab_size=8).total for T in (16, 256, 4096)]
     assert totals == sorted(totals)
-    leaks = [error_bound(3, 512, 10, beta, "float64").leak for beta in (10.0, 20.0, 40.0)]
+    leaks = [error_bound(3, 512, 10, beta, "float64", arity=2, vocab_size=8).leak for beta in (10.0, 20.0, 40.0)]
     assert leaks == sorted(leaks, reverse=True)
 
 
