@@ -60,10 +60,10 @@ def planned_config(tasks: TaskSet, max_examples: int) -> ModelConfig:
     d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
     return ModelConfig(
         n_layers=len(LAYER_SPECS),
-        n_heads=max(1, max(spec.heads(tasks) for spec in LAYER_SPECS)),
+        n_heads=max(1, max(spec.n_heads(tasks) for spec in LAYER_SPECS)),
         d_model=d_model_formula(d, len(tasks.slots_read), K, max_len),
         d_head=max(2 * L, d, K),
-        d_mlp=max(1, max(spec.mlp_width(tasks) for spec in LAYER_SPECS)),
+        d_mlp=max(1, max(spec.n_units(tasks) for spec in LAYER_SPECS)),
         n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=d)
 
 

@@ -46,7 +46,7 @@ SPEC = LayerSpec(
     mlp_does="is_answer = snap(answer_raw)",
     reads=("token", "pos_cos", "pos_sin", "answer_raw"),
     writes=("answer_raw", "is_answer"),
-    heads=lambda tasks: 1,
-    mlp_width=lambda tasks: 2,
+    heads="1",
+    mlp_width="2",
     build=build, exact=exact,
 )

@@ -31,7 +31,7 @@ import itertools
 from .gadgets import conjunction, passthrough
 from .positional import add_look_back
 from .residual import Context
-from .spec import Layer, LayerSpec, PromptView, Values, bits, table_entries
+from .spec import Layer, LayerSpec, PromptView, Values, bits
 from .weights import AttentionBuilder, MLPBuilder, form
 
 
@@ -98,7 +98,7 @@ SPEC = LayerSpec(
              "erase slot",
     reads=("token", "pos_cos", "pos_sin", "is_answer", "slot"),
     writes=("slot", "match_raw"),
-    heads=lambda tasks: len(tasks.slots_read),
-    mlp_width=lambda tasks: table_entries(tasks) + len(tasks.slots_read) * tasks.vocab_size,
+    heads="S",
+    mlp_width="E + S*d",
     build=build, exact=exact,
 )

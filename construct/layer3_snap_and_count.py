@@ -55,7 +55,7 @@ SPEC = LayerSpec(
              "valid = [count >= 1]",
     reads=("match_raw",),
     writes=("match", "count_is", "valid"),
-    heads=lambda tasks: 0,
-    mlp_width=lambda tasks: 6 * tasks.K + 2,
+    heads="0",
+    mlp_width="6*K + 2",
     build=build, exact=exact,
 )

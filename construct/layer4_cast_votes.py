@@ -48,7 +48,7 @@ SPEC = LayerSpec(
     mlp_does="vote[k] = sum_j relu(match[k] + count_is[j] - 1)/j (1/C to each consistent task)",
     reads=("match", "count_is"),
     writes=("vote",),
-    heads=lambda tasks: 0,
-    mlp_width=lambda tasks: tasks.K * tasks.K,
+    heads="0",
+    mlp_width="K**2",
     build=build, exact=exact,
 )

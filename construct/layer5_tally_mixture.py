@@ -65,7 +65,7 @@ SPEC = LayerSpec(
     mlp_does="(none)",
     reads=("valid", "token", "vote"),
     writes=("mix",),
-    heads=lambda tasks: 1,
-    mlp_width=lambda tasks: 0,
+    heads="1",
+    mlp_width="0",
     build=build, exact=exact,
 )

@@ -56,7 +56,7 @@ SPEC = LayerSpec(
     mlp_does="slot = snap(slot), in place",
     reads=("token", "pos_cos", "pos_sin", "slot"),
     writes=("slot",),
-    heads=lambda tasks: len(tasks.slots_read),
-    mlp_width=lambda tasks: 3 * len(tasks.slots_read) * tasks.vocab_size,
+    heads="S",
+    mlp_width="3*S*d",
     build=build, exact=exact,
 )

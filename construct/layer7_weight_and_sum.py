@@ -19,7 +19,7 @@ import itertools
 
 from .gadgets import conjunction
 from .residual import Context
-from .spec import Layer, LayerSpec, PromptView, Values, bits, table_entries
+from .spec import Layer, LayerSpec, PromptView, Values, bits
 from .weights import AttentionBuilder, MLPBuilder, form
 
 
@@ -61,7 +61,7 @@ SPEC = LayerSpec(
              "= sum_k p_k [G_k(x) = v] at ARROWs",
     reads=("mix", "slot", "token"),
     writes=("out",),
-    heads=lambda tasks: 0,
-    mlp_width=table_entries,
+    heads="0",
+    mlp_width="E",
     build=build, exact=exact,
 )

@@ -63,14 +63,47 @@ class LayerSpec:
     mlp_does: str
     reads: tuple[str, ...]
     writes: tuple[str, ...]
-    heads: Callable[[TaskSet], int]
-    mlp_width: Callable[[TaskSet], int]
+    heads: str       # heads used, a formula in the task-set sizes below (e.g. "S")
+    mlp_width: str   # MLP hidden units used, likewise (e.g. "E + S*d")
     build: Callable[[Any], "Layer"]
     exact: Callable[[PromptView, Values], Values]
 
-    def describe(self, tasks: TaskSet) -> str:
-        return (f"layer {self.number} {self.title}: {self.heads(tasks)} head(s), {self.mlp_width(tasks)} MLP units; "
-                f"attention: {self.attention_does}; MLP: {self.mlp_does}")
+    def n_heads(self, tasks: TaskSet) -> int:
+        return _evaluate(self.heads, tasks)
+
+    def n_units(self, tasks: TaskSet) -> int:
+        return _evaluate(self.mlp_width, tasks)
+
+
+#: The sizes the width formulas may use: d content tokens, K tasks, S distinct slots read,
+#: E = sum_k d^{r_k} table entries (one unit per task and input combination).
+SIZES = {"d": "content tokens", "K": "tasks", "S": "distinct input slots read", "E": "sum_k d^r_k table entries"}
+
+
+def sizes(tasks: TaskSet) -> dict[str, int]:
+    return {"d": tasks.vocab_size, "K": tasks.K, "S": len(tasks.slots_read),
+            "E": sum(tasks.vocab_size ** t.arity for t in tasks.tasks)}
+
+
+def _evaluate(formula: str, tasks: TaskSet) -> int:
+    return int(eval(formula, {"__builtins__": {}}, sizes(tasks)))  # noqa: S307 -- our own constant formulas
+
+
+def formula_text(formula: str) -> str:
+    """``"E + S*d"`` -> ``"E + Sd"``, ``"K**2"`` -> ``"K²"``: the formula as the README writes it."""
+    return formula.replace("**2", "²").replace("*", "")
+
+
+def markdown_table(specs: Sequence["LayerSpec"]) -> str:
+    """The README's table of the seven layers, from the specs (a test keeps the README equal to it)."""
+    def cell(text: str) -> str:
+        return "—" if text == "(none)" else text.replace("|", "\\|")
+
+    rows = ["| layer | heads | attention | MLP units | MLP |", "|---|---|---|---|---|"]
+    for spec in specs:
+        rows.append(f"| {spec.number} {spec.title} | {formula_text(spec.heads)} | {cell(spec.attention_does)} | "
+                    f"{formula_text(spec.mlp_width)} | {cell(spec.mlp_does)} |")
+    return "\n".join(rows)
 
 
 @dataclass
@@ -120,15 +153,10 @@ class Layer:
         if not reads <= set(self.reads) or not writes <= set(self.writes):
             raise AssertionError(f"{where} reads {sorted(reads)} / writes {sorted(writes)} "
                                  f"but declares reads {sorted(self.reads)} / writes {sorted(self.writes)}")
-        heads, width = self.spec.heads(self.tasks), self.spec.mlp_width(self.tasks)
+        heads, width = self.spec.n_heads(self.tasks), self.spec.n_units(self.tasks)
         if len(self.attention.heads) != heads or self.mlp.width != width:
             raise AssertionError(f"{where} uses {len(self.attention.heads)} heads and {self.mlp.width} units; "
                                  f"its spec states {heads} and {width}")
-
-
-def table_entries(tasks: TaskSet) -> int:
-    """``sum_k d^{r_k}``: one MLP unit per task and input combination (layers 2 and 7)."""
-    return sum(tasks.vocab_size ** t.arity for t in tasks.tasks)
 
 
 def bits(shape: tuple[int, ...], ones: Sequence[tuple] = ()) -> np.ndarray:
@@ -151,3 +179,4 @@ def exact_values(specs: Sequence[LayerSpec], tasks: TaskSet, tokens: Sequence[in
         state = {**state, **written}
         per_layer.append(written)
     return per_layer
+

@@ -467,6 +467,16 @@ def check_dimensions(model=None) -> str:
     # the residual table of the theorem, block by block
     blocks = (d_ + 2) + L_ + L_ + 1 + 1 + S_ * d_ + K_ + K_ + K_ + 1 + K_ + K_ + d_
     require(sp.expand(blocks - formula) == 0, "the block sizes do not sum to the d_model formula")
+    # the theorem's widths and heads, symbolically equal to the formulas each layer's spec states
+    E_ = sp.Symbol("E", positive=True, integer=True)
+    theorem_widths = [2, E_ + S_ * d_, 6 * K_ + 2, K_ ** 2, 0, 3 * S_ * d_, E_]
+    theorem_heads = [1, S_, 0, 0, 1, S_, 0]
+    names = {"d": d_, "S": S_, "K": K_, "E": E_}
+    for spec, width, heads in zip(LAYER_SPECS, theorem_widths, theorem_heads):
+        require(sp.expand(sp.sympify(spec.mlp_width, locals=names) - width) == 0
+                and sp.expand(sp.sympify(spec.heads, locals=names) - heads) == 0,
+                f"layer {spec.number}'s spec states {spec.heads} heads and {spec.mlp_width} units; "
+                f"the theorem {heads} and {width}")
     models = dimension_models() if model is None else models_to_check(model)
     for m in models:
         c, tasks = m.config, m.tasks
@@ -488,10 +498,10 @@ def check_dimensions(model=None) -> str:
             used.append(sum(any(np.any(a[p][h]) for p in ("W_Q", "b_Q", "W_K", "b_K", "W_V", "b_V", "W_O"))
                             for h in range(c.n_heads)))
         stated = [2, E + S * d, 6 * K + 2, K * K, 0, 3 * S * d, E]
-        require(used == [1, S, 0, 0, 1, S, 0] == [spec.heads(tasks) for spec in LAYER_SPECS],
+        require(used == [1, S, 0, 0, 1, S, 0] == [spec.n_heads(tasks) for spec in LAYER_SPECS],
                 f"{where}: heads used per layer {used}")
         widths = [len(layer.mlp.units) for layer in m.layers]
-        require(widths == stated == [spec.mlp_width(tasks) for spec in LAYER_SPECS], f"{where}: MLP widths {widths}")
+        require(widths == stated == [spec.n_units(tasks) for spec in LAYER_SPECS], f"{where}: MLP widths {widths}")
         for n in range(1, 8):
             W_in = m.params[f"layer_{n}"]["mlp"]["W_in"]
             require(not np.any(W_in[:, widths[n - 1]:]), f"{where}: layer {n} uses more than {widths[n - 1]} units")

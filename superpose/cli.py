@@ -4,9 +4,9 @@
     superpose run    TASKS.json PROMPT.json [--dtype ...] [--json] [--weights FILE.npz]
                      [--max-examples M] [--sharpness B]
     superpose build  TASKS.json -o FILE.npz [--max-examples M] [--sharpness B]
-    superpose layers [TASKS.json] [--max-examples M]
+    superpose layers [TASKS.json] [--max-examples M] [--markdown]
     superpose sweep / plot / bench / export ...              (verify/cli.py)
-    superpose prove    [--only ID ...] [-v]                  (proofs/cli.py)
+    superpose prove    [TASKS.json] [--only ID ...] [-v]     (proofs/cli.py)
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
 
@@ -179,18 +179,23 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_layers(args) -> int:
+    if args.markdown:
+        from superpose.construct.spec import markdown_table
+
+        print(markdown_table(LAYER_SPECS))
+        return 0
     tasks = _load_tasks(args.tasks) if args.tasks else digit_tasks()
     m = args.max_examples if args.max_examples is not None else DEFAULT_MAX_EXAMPLES
     model = build(tasks, max_examples=m, sharpness=args.sharpness)
     print(model.summary())
-    print(f"Heads used per layer: {', '.join(str(spec.heads(tasks)) for spec in LAYER_SPECS)} "
+    print(f"Heads used per layer: {', '.join(str(spec.n_heads(tasks)) for spec in LAYER_SPECS)} "
           f"(of {model.config.n_heads} = S, the distinct input slots read: {list(tasks.slots_read)})\n")
     for spec, layer in zip(LAYER_SPECS, model.layers):
         print(f"Layer {spec.number}: {spec.title}")
-        print(f"  attention ({spec.heads(tasks)} heads): {spec.attention_does}")
+        print(f"  attention ({spec.n_heads(tasks)} heads): {spec.attention_does}")
         for h, head in enumerate(layer.attention.heads):
             print(f"    head {h}: {head.label}")
-        print(f"  MLP ({spec.mlp_width(tasks)} units): {spec.mlp_does}")
+        print(f"  MLP ({spec.n_units(tasks)} units): {spec.mlp_does}")
         print(f"  reads {', '.join(spec.reads)}; writes {', '.join(spec.writes)}")
     print("\nResidual stream:\n" + model.layout.describe())
     return 0
@@ -230,6 +235,8 @@ def _parser() -> _Parser:
 
     layers = sub.add_parser("layers", help="print what each of the seven layers does, and the residual layout")
     layers.add_argument("tasks", metavar="TASKS.json", nargs="?")
+    layers.add_argument("--markdown", action="store_true",
+                        help="print the README's table of the seven layers (from the layer specs) and stop")
     add_build_options(layers, f"longest prompt, in examples (default {DEFAULT_MAX_EXAMPLES})")
     layers.set_defaults(func=_cmd_layers)
 

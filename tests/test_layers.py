@@ -99,7 +99,7 @@ def test_every_layer_does_real_work(two_tasks):
         assert nonzero > 0, f"layer {i} is all zeros"
     heads_used = [len(layer.attention.heads) for layer in model.layers]
     # two tasks reading slots 0 and 1: two look-back heads in layers 2 and 6
-    assert heads_used == [1, 2, 0, 0, 1, 2, 0] == [spec.heads(two_tasks) for spec in LAYER_SPECS]
+    assert heads_used == [1, 2, 0, 0, 1, 2, 0] == [spec.n_heads(two_tasks) for spec in LAYER_SPECS]
     assert model.config.n_heads == 2
 
 
