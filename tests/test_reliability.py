@@ -122,3 +122,19 @@ def test_the_dict_check_does_not_reject_sequences():
     tasks = TaskSet(3, 1, [Task("r", 0, range(3)), Task("t", 0, (1, 2, 0)), Task("n", 0, np.array([2, 0, 1]))])
     assert [t.table for t in tasks.tasks] == [(0, 1, 2), (1, 2, 0), (2, 0, 1)]
     assert Prompt((Example((0,), 1) for _ in range(2)), query=(2,)).n_examples == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# The bound for a huge sharpness: computed without overflow
+
+@pytest.mark.parametrize("beta", [1e8, 1e10, 1e100, 1e300, 1.7e308])
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_error_bound_for_huge_sharpness_does_not_overflow(beta, dtype):
+    from superpose.construct.bound import error_bound
+
+    b = error_bound(K=3, T=1024, L=10, beta=beta, dtype=dtype)
+    # exact arithmetic leaks nothing at such a sharpness; the rounding of scores of size beta
+    # defeats the tally in float32 from 1e8 and in float64 from 1e100 (no bound then)
+    assert b.leak == 0.0 and b.snap_input_error < 0.25
+    assert b.holds == (dtype == "float64" and beta <= 1e10)
+    assert (b.total < 1e-2) if b.holds else b.total == float("inf")
