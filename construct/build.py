@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from superpose.setting import BuildError, Prompt, TaskSet, TaskSetError, _require_int
+from superpose.setting import BuildError, Prompt, PromptError, TaskSet, TaskSetError, _require_int
 
 from . import (
     layer1_find_answers,
@@ -125,8 +125,10 @@ class SuperposeModel:
         """Rigorous bound on the max-abs output error; see ``construct.bound.error_bound``."""
         from .bound import error_bound
 
-        return error_bound(self.tasks.K, prompt_length or self.max_len, n_frequencies(self.max_len),
-                           self.sharpness, dtype)
+        T = self.max_len if prompt_length is None else _require_int(prompt_length, "prompt_length", PromptError)
+        if not 1 <= T <= self.max_len:
+            raise PromptError(f"prompt_length: must lie in 1..{self.max_len} (the model's context), got {T}")
+        return error_bound(self.tasks.K, T, n_frequencies(self.max_len), self.sharpness, dtype)
 
     def summary(self) -> str:
         c = self.config
@@ -200,3 +202,27 @@ def _embeddings(tasks: TaskSet, layout: Layout, max_len: int) -> dict[str, np.nd
     W_pos[:, layout["pos_cos"].slice] = table[:, :L]
     W_pos[:, layout["pos_sin"].slice] = table[:, L:]
     return {"W_E": W_E, "W_pos": W_pos}
+
+
+def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES) -> ModelConfig:
+    """The ``ModelConfig`` that ``build(tasks, max_examples)`` produces, computed without building
+    any weights (O(1) work, so memory can be estimated before a build is attempted).
+
+    Keep in step with ``build``: ``tests/test_reliability.py`` checks that they agree.
+
+    >>> from superpose import Task, TaskSet
+    >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[Task("a", 0, [0, 1, 2, 3]), Task("b", 1, [1, 2, 3, 0])])
+    >>> planned_config(tasks, 8) == build(tasks, 8).config
+    True
+    """
+    if not isinstance(tasks, TaskSet):
+        raise TaskSetError(f"tasks: expected a TaskSet, got {type(tasks).__name__}")
+    m = _require_int(max_examples, "max_examples", BuildError)
+    if m < 0:
+        raise BuildError(f"max_examples: must be >= 0, got {m}")
+    d, K = tasks.vocab_size, tasks.K
+    max_len = tasks.prompt_length(m)
+    L = n_frequencies(max_len)
+    return ModelConfig(n_layers=len(LAYER_BUILDERS), n_heads=K, d_model=d_model_formula(d, K, max_len),
+                       d_head=max(2 * L, d, K), d_mlp=max(2 * K * d, 6 * K + 2, K * K),
+                       n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=d)

@@ -14,7 +14,7 @@ attention keeps it from influencing any real position.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import flax.linen as nn
 import jax
@@ -23,7 +23,7 @@ import numpy as np
 
 from superpose.construct.build import ModelConfig, SuperposeModel, param_shapes
 from superpose.construct.bound import unit_roundoff
-from superpose.setting import Prompt, PromptError, prediction_positions, tokenize, validate_prompt
+from superpose.setting import Example, Prompt, PromptError, prediction_positions, tokenize, validate_prompt
 
 HIGHEST = jax.lax.Precision.HIGHEST
 
@@ -223,6 +223,8 @@ def run(model: SuperposeModel, prompts: Sequence[Prompt] | Prompt, dtype: str = 
     dtype = _dtype(dtype)
     if isinstance(prompts, Prompt):
         prompts = [prompts]
+    if isinstance(prompts, (str, bytes, dict, Example)) or not isinstance(prompts, Iterable):
+        raise PromptError(f"prompts: expected a Prompt or a list of Prompts, got {type(prompts).__name__}")
     prompts = list(prompts)
     for i, p in enumerate(prompts):
         try:
