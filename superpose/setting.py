@@ -62,10 +62,19 @@ class InputFileError(SuperposeError):
     """A JSON input file is missing or is not valid JSON of the expected shape."""
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (messages quote user input on one line)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _require_int(value: Any, where: str, error: type[SuperposeError]) -> int:
     # bool is an int subclass; reject it so `true` in JSON is not silently token 1.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise error(f"{where}: expected an integer, got {value!r}")
+        raise error(f"{where}: expected an integer, got {_short(value)}")
     return int(value)
 
 
@@ -108,7 +117,7 @@ class Task:
 
     def __init__(self, name: str, slot: int, table: Sequence[int]):
         if isinstance(table, (dict, set, frozenset)) or not isinstance(name, str):  # a dict would be read as its keys
-            raise TaskSetError(f"task {name!r}: " + ("name: expected a string" if not isinstance(name, str)
+            raise TaskSetError(f"task {_short(name)}: " + ("name: expected a string" if not isinstance(name, str)
                                else f"table: expected a list of tokens, got a {type(table).__name__}"))
         object.__setattr__(self, "name", str(name))
         object.__setattr__(self, "slot", slot)
@@ -400,7 +409,9 @@ def load_json_file(path: str, what: str) -> Any:
         raise InputFileError(f"{what}: file not found: {path}") from None
     except json.JSONDecodeError as e:
         where = f"line {e.lineno}, column {e.colno}"
-        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg} at {where})") from None
+        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg}; {where})") from None
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{what}: {path} is not UTF-8 text (byte {e.start})") from None
     except _DuplicateKey as e:
         raise InputFileError(f"{what}: {path} has the key {str(e.args[0])[:80]!r} twice in one object") from None
     except RecursionError:

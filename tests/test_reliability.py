@@ -21,7 +21,7 @@ PROMPT = {"examples": [{"inputs": [0, 1], "answer": 0}, {"inputs": [2, 2], "answ
 
 def write(tmp_path, name, obj):
     path = tmp_path / name
-    path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    path.write_bytes((obj if isinstance(obj, str) else json.dumps(obj)).encode("utf-8", "surrogateescape"))
     return str(path)
 
 
@@ -65,6 +65,10 @@ SCHEMA_CASES = [
     ("deep object nesting", TASKS, '{"a":' * 100_000 + "1" + "}" * 100_000, r"PROMPT: .* is nested too deeply"),
     ("integer of 5000 digits", '{"vocab_size": ' + "9" * 5000 + "}", PROMPT, r"integer too long"),
     ("name not a string", {**TASKS, "tasks": [_task(name=5)]}, PROMPT, r"name: expected a string"),
+    ("a megabyte token", TASKS, {**PROMPT, "query": [3, "y" * 10 ** 6]},
+     r"^error: query\[1\]: expected an integer, got 'y{59}\.\.\.$"),
+    ("a key with a newline", {**TASKS, "vocab\nsize": 4}, PROMPT, r"unknown field 'vocab\\nsize'"),
+    ("not UTF-8", TASKS, '{"examples": [], "query": "\udcff"}', r"PROMPT: .* is not UTF-8 text \(byte \d+\)"),
 ]
 
 
