@@ -218,7 +218,6 @@ def _check_block(args) -> None:
 
 def _model_for(tasks: TaskSet, prompt: Prompt, args, limit: MemoryLimit) -> SuperposeModel:
     """The model to run ``prompt`` on (loaded or built), after checking that the job fits ``limit``."""
-    validate_prompt(tasks, prompt)
     T = tasks.prompt_length(prompt.n_examples)
     if args.weights:
         from superpose.io import load, read_header
@@ -237,9 +236,10 @@ def _model_for(tasks: TaskSet, prompt: Prompt, args, limit: MemoryLimit) -> Supe
     m = args.max_examples if args.max_examples is not None else prompt.n_examples
     if m < 0:
         raise PromptError(f"--max-examples: must be >= 0, got {m}")
+    if m >= prompt.n_examples:  # (a prompt too long for m is reported by validate_prompt, naming both)
+        require_fits(tasks, m, limit, run_length=T, prompt_examples=prompt.n_examples, dtype=args.dtype,
+                     executor=args.executor, block=args.block)
     validate_prompt(tasks, prompt, m)
-    require_fits(tasks, m, limit, run_length=T, prompt_examples=prompt.n_examples, dtype=args.dtype,
-                 executor=args.executor, block=args.block)
     return build(tasks, max_examples=m, sharpness=args.sharpness)
 
 

@@ -579,3 +579,18 @@ def test_bench_says_not_measured_without_long_prompts():
     line = target_line("chunked", {"min_ratio_T_ge_1024": 8.0, "ratio_target_met": False,
                                    "time_exponent_T_ge_1024": 1.92, "largest_T_run": 4096})
     assert "at least 8x (target 10x: MISSED)" in line and "T^1.92" in line
+
+
+def test_running_saved_weights_is_checked_against_the_limit_before_loading(tmp_path, capsys, monkeypatch):
+    import superpose.io
+
+    tasks = _tasks_file(tmp_path, 2, 4)
+    weights = str(tmp_path / "m.npz")
+    assert main(["build", tasks, "-o", weights, "--max-examples", "300"]) == 0
+    capsys.readouterr()
+
+    def never(*args, **kwargs):
+        raise AssertionError("the weights were loaded before the memory check")
+    monkeypatch.setattr(superpose.io, "load", never)
+    one_line_error(capsys, main(["run", tasks, _prompt_file(tmp_path, 300), "--weights", weights,
+                                 "--memory-limit", "20M"]), r"running a 1204-token prompt on .*m\.npz would need")
