@@ -36,18 +36,18 @@ examples: $(STAMP)
 # The emergence experiment (issue 6): three model sizes, then calibration on mixed prompts.
 emergence: $(STAMP)
 	for size in small default large; do \
-	  $(BIN)/superpose train --config train/configs/$$size.json --out train/results/$$size || exit 1; \
+	  $(BIN)/superpose train --config train/configs/$$size.json --out train/results/$$size --force || exit 1; \
 	done
 	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/small train/results/default \
-	  train/results/large --out train/results
+	  train/results/large --out train/results --force
 
 # README figures and benchmark (issue 4)
 figures: $(STAMP)
-	$(BIN)/superpose sweep --preset figures -o docs/figures/sweep.jsonl --no-progress
-	$(BIN)/superpose plot docs/figures/sweep.jsonl -o docs/figures --format png
+	$(BIN)/superpose sweep --preset figures -o docs/figures/sweep.jsonl --no-progress --force
+	$(BIN)/superpose plot docs/figures/sweep.jsonl -o docs/figures --format png --force
 
 bench: $(STAMP)
-	$(BIN)/superpose bench -o benchmarks/bench-cpu.json | tee benchmarks/bench-cpu.txt
+	$(BIN)/superpose bench -o benchmarks/bench-cpu.json --force | tee benchmarks/bench-cpu.txt
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

@@ -119,11 +119,16 @@ def _gamma(n: int, u: float) -> float:
     return n * u / (1 - n * u)
 
 
+def _exp(x: float, f=math.exp) -> float:
+    """``f(x)`` (``exp`` or ``expm1``), ``inf`` past the largest float instead of ``OverflowError``."""
+    return f(x) if x < 700 else math.inf
+
+
 def _total(K: int, T: int, L: int, beta: float, u: float, r: int, d: int) -> tuple[float, float]:
     """(total bound, h) for unit roundoff u; ``inf`` when hypothesis H fails."""
     g = lambda n: _gamma(n, u)  # noqa: E731
-    es = 2 * L * beta * (g(2 * L) + 36 * u)
-    lpos = (T - 1) * math.exp(-2 * beta + 2 * es) * (1 + 4 * u)
+    es = 2 * L * (g(2 * L) + 36 * u) * beta  # beta last: no inf * 0 for a huge beta
+    lpos = (T - 1) * _exp(-2 * beta + 2 * es) * (1 + 4 * u)
     e_match = r * (lpos + 3 * g(T)) + (2 * r + 6) * g(r + 3) + 2 * g(r * d + 2)
     h = K * e_match + (8 * K + 8) * g(K + 4)
     if not h <= 0.25:
@@ -138,9 +143,9 @@ def _total(K: int, T: int, L: int, beta: float, u: float, r: int, d: int) -> tup
     # cancellation: subtracting 1 in floating point would lose up to u/ek (a few percent) of both
     # and could report a total below the formula's value.
     ek = e_valid + u + e_valid * u
-    w = math.expm1(4 * beta * ek * (1 + u)) * (1 + 4 * u) + 4 * u
-    lam1 = math.exp(-beta * (1 - 2 * ek)) * (1 + 4 * u)
-    lam2 = math.exp(-2 * beta * (1 - ek)) * (1 + 4 * u)
+    w = _exp(beta * ek * 4 * (1 + u), math.expm1) * (1 + 4 * u) + 4 * u
+    lam1 = _exp(-beta * (1 - 2 * ek)) * (1 + 4 * u)
+    lam2 = _exp(-2 * beta * (1 - ek)) * (1 + 4 * u)
     lam0 = math.exp(-beta) * (1 + 4 * u)
     denominator = 1 - w - g(T)
     if not denominator > 0:

@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from superpose.model import ModelConfig, run
-from superpose.setting import BuildError, Prompt, TaskSet, TaskSetError, _require_int
+from superpose.setting import BuildError, Prompt, PromptError, TaskSet, TaskSetError, _require_int
 
 from . import (
     layer1_find_answers,
@@ -50,13 +50,25 @@ DEFAULT_SHARPNESS = 50.0
 DEFAULT_MAX_EXAMPLES = 64
 
 
-def planned_config(tasks: TaskSet, max_examples: int) -> ModelConfig:
-    """The shapes ``build(tasks, max_examples)`` produces, computed from the specs without building.
+def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES) -> ModelConfig:
+    """The shapes ``build(tasks, max_examples)`` produces, computed from the specs without building
+    any weights (O(1) work, so memory can be estimated before a build is attempted).
 
     ``n_heads = S`` (distinct slots read, >= 1), ``d_model = 2d + S d + 5K + 2L + 5``,
-    ``d_head = max(2L, d, K)``, ``d_mlp`` = the widest layer's stated width.
+    ``d_head = max(2L, d, K)``, ``d_mlp`` = the widest layer's stated width. Every build
+    checks that its weights have exactly these shapes.
+
+    >>> from superpose import Task, TaskSet
+    >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[Task("a", 0, [0, 1, 2, 3]), Task("b", 1, [1, 2, 3, 0])])
+    >>> planned_config(tasks, 8) == build(tasks, 8).config
+    True
     """
-    max_len = tasks.prompt_length(max_examples)
+    if not isinstance(tasks, TaskSet):
+        raise TaskSetError(f"tasks: expected a TaskSet, got {type(tasks).__name__}")
+    m = _require_int(max_examples, "max_examples", BuildError)
+    if m < 0:
+        raise BuildError(f"max_examples: must be >= 0, got {m}")
+    max_len = tasks.prompt_length(m)
     d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
     return ModelConfig(
         n_layers=len(LAYER_SPECS),
@@ -110,9 +122,11 @@ class SuperposeModel:
         """Rigorous bound on the max-abs output error; see ``construct.bound.error_bound``."""
         from .bound import error_bound
 
-        return error_bound(self.tasks.K, prompt_length or self.max_len, n_frequencies(self.max_len),
-                           self.sharpness, dtype, arity=max(t.arity for t in self.tasks.tasks),
-                           vocab_size=self.tasks.vocab_size)
+        T = self.max_len if prompt_length is None else _require_int(prompt_length, "prompt_length", PromptError)
+        if not 1 <= T <= self.max_len:
+            raise PromptError(f"prompt_length: must lie in 1..{self.max_len} (the model's context), got {T}")
+        return error_bound(self.tasks.K, T, n_frequencies(self.max_len), self.sharpness, dtype,
+                           arity=max(t.arity for t in self.tasks.tasks), vocab_size=self.tasks.vocab_size)
 
     def summary(self) -> str:
         c = self.config
@@ -185,3 +199,4 @@ def _embeddings(tasks: TaskSet, layout: Layout, max_len: int) -> dict[str, np.nd
     W_pos[:, layout["pos_cos"].slice] = table[:, :L]
     W_pos[:, layout["pos_sin"].slice] = table[:, L:]
     return {"W_E": W_E, "W_pos": W_pos}
+

@@ -26,10 +26,13 @@ from superpose.construct import ErrorBound, ModelConfig, SuperposeModel, build, 
 from superpose.verify import predict, task_mixture
 from superpose.model import run
 from superpose.io import load, save
+from superpose.files import OutputFileError
+from superpose.resources import ResourceError
 
 __all__ = [
     "Task", "TaskSet", "Example", "Prompt", "tokenize", "prediction_positions",
     "build", "SuperposeModel", "ModelConfig", "run", "predict", "task_mixture",
     "error_bound", "ErrorBound", "d_model_formula", "save", "load",
     "SuperposeError", "TaskSetError", "PromptError", "BuildError", "WeightsFileError", "InputFileError",
+    "OutputFileError", "ResourceError",
 ]

@@ -11,7 +11,7 @@ executor (``superpose.executor``, whose names it re-exports).
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -31,7 +31,7 @@ from superpose.executor import (  # noqa: F401  (re-exported: the executor's pub
     pad_params,
     param_shapes,
 )
-from superpose.setting import BuildError, Prompt, PromptError, prediction_positions, tokenize, validate_prompt
+from superpose.setting import BuildError, Example, Prompt, PromptError, prediction_positions, tokenize, validate_prompt
 
 DTYPES = ("float32", "float64")
 
@@ -101,6 +101,8 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
     dtype = _dtype(dtype)
     if isinstance(prompts, Prompt):
         prompts = [prompts]
+    if isinstance(prompts, (str, bytes, dict, Example)) or not isinstance(prompts, Iterable):
+        raise PromptError(f"prompts: expected a Prompt or a list of Prompts, got {type(prompts).__name__}")
     prompts = list(prompts)
     for i, p in enumerate(prompts):
         try:

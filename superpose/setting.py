@@ -30,9 +30,10 @@ Every example occupies ``n = s + 2`` positions, so a prompt with ``m`` examples 
 
 from __future__ import annotations
 
+import difflib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -61,11 +62,39 @@ class InputFileError(SuperposeError):
     """A JSON input file is missing or is not valid JSON of the expected shape."""
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (messages quote user input on one line)."""
+    try:
+        text = repr(value)
+    except RecursionError:
+        text = f"a deeply nested {type(value).__name__}"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def _require_int(value: Any, where: str, error: type[SuperposeError]) -> int:
     # bool is an int subclass; reject it so `true` in JSON is not silently token 1.
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise error(f"{where}: expected an integer, got {value!r}")
+        raise error(f"{where}: expected an integer, got {_short(value)}")
     return int(value)
+
+
+def _check_keys(obj: dict, allowed: Sequence[str], required: Sequence[str], where: str,
+                error: type[SuperposeError]) -> None:
+    """Reject a key of ``obj`` outside ``allowed`` (suggesting the closest known one) or a missing required key.
+
+    >>> _check_keys({"exampels": []}, ("examples", "query"), (), "prompt", PromptError)
+    Traceback (most recent call last):
+    ...
+    superpose.setting.PromptError: prompt: unknown field 'exampels' (did you mean "examples"?)
+    """
+    for key in obj:
+        if key not in allowed:
+            close = difflib.get_close_matches(str(key), list(allowed), n=1, cutoff=0.6)
+            hint = f' (did you mean "{close[0]}"?)' if close else f" (known fields: {', '.join(allowed)})"
+            raise error(f"{where}: unknown field {str(key)[:80]!r}{hint}")
+    for key in required:
+        if key not in obj:
+            raise error(f"{where}: missing field {key!r}")
 
 
 def _require_token(value: Any, where: str, vocab_size: int, error: type[SuperposeError]) -> int:
@@ -103,9 +132,10 @@ class Task:
     table: tuple
 
     def __init__(self, name: str, slots: Any = None, table: Any = None, *, slot: Any = None):
-        if isinstance(table, dict):
-            raise TaskSetError(f"task {name!r}: table is a dict; expected a nested list of tokens "
-                               "(table[w_1]...[w_r] = answer)")
+        if isinstance(table, (dict, set, frozenset)) or not isinstance(name, str):  # a dict would be read as its keys
+            raise TaskSetError(f"task {_short(name)}: " + ("name: expected a string" if not isinstance(name, str)
+                               else f"table is a {type(table).__name__}; expected a nested list of tokens "
+                                    "(table[w_1]...[w_r] = answer)"))
         if slot is not None:
             if slots is not None:
                 raise TaskSetError(f"task {name!r}: give slot= or slots=, not both")
@@ -228,6 +258,12 @@ class TaskSet:
                     or len(token_names) != d or not all(isinstance(n, str) for n in token_names):
                 raise TaskSetError(f"token_names: expected a list of {d} strings (one per content token)")
             token_names = tuple(token_names)
+        for field_name, names in (("tasks", [t.name for t in checked]), ("token_names", token_names or ())):
+            first = {}
+            for i, name in enumerate(names):
+                if name in first:
+                    raise TaskSetError(f"{field_name}: the name {name[:80]!r} is used twice (at {first[name]} and {i})")
+                first[name] = i
         object.__setattr__(self, "vocab_size", d)
         object.__setattr__(self, "slots", s)
         object.__setattr__(self, "tasks", tuple(checked))
@@ -270,7 +306,10 @@ class TaskSet:
 
     def prompt_length(self, n_examples: int) -> int:
         """Tokens in a prompt with ``n_examples`` examples and a query: ``(m+1)(s+2)``."""
-        return (n_examples + 1) * self.example_length
+        m = _require_int(n_examples, "n_examples", PromptError)
+        if m < 0:
+            raise PromptError(f"n_examples: must be >= 0, got {m}")
+        return (m + 1) * self.example_length
 
     def to_json(self) -> dict:
         data = {"vocab_size": self.vocab_size, "slots": self.slots, "tasks": [t.to_json() for t in self.tasks]}
@@ -287,9 +326,8 @@ class TaskSet:
         """
         if not isinstance(data, dict):
             raise TaskSetError(f"task set: expected a JSON object, got {type(data).__name__}")
-        for key in ("vocab_size", "slots", "tasks"):
-            if key not in data:
-                raise TaskSetError(f"task set: missing field {key!r}")
+        _check_keys(data, ("vocab_size", "slots", "tasks", "token_names"), ("vocab_size", "slots", "tasks"),
+                    "task set", TaskSetError)
         raw_tasks = data["tasks"]
         if not isinstance(raw_tasks, list):
             raise TaskSetError("tasks: expected a list of task objects")
@@ -297,6 +335,7 @@ class TaskSet:
         for k, t in enumerate(raw_tasks):
             if not isinstance(t, dict):
                 raise TaskSetError(f"tasks[{k}]: expected an object with slot (or slots) and table")
+            _check_keys(t, ("name", "slot", "slots", "table"), (), f"tasks[{k}]", TaskSetError)
             if ("slot" in t) == ("slots" in t):
                 raise TaskSetError(f"tasks[{k}]: give exactly one of 'slot' (one input) or 'slots' (a list)")
             if "table" not in t:
@@ -309,6 +348,13 @@ class TaskSet:
         return cls(data["vocab_size"], data["slots"], tasks, data.get("token_names"))
 
 
+def _token_tuple(tokens: Any, where: str) -> tuple:
+    """``tuple(tokens)`` for a list-like of tokens; ``PromptError`` for None, a string, a dict or a set."""
+    if isinstance(tokens, (str, bytes, dict, set, frozenset)) or not isinstance(tokens, Iterable):
+        raise PromptError(f"{where}: expected a list of tokens, got {type(tokens).__name__}")
+    return tuple(tokens)
+
+
 @dataclass(frozen=True)
 class Example:
     """One in-context example: ``s`` input tokens and the answer token."""
@@ -317,7 +363,7 @@ class Example:
     answer: int
 
     def __init__(self, inputs: Sequence[int], answer: int):
-        object.__setattr__(self, "inputs", tuple(inputs))
+        object.__setattr__(self, "inputs", _token_tuple(inputs, "inputs"))
         object.__setattr__(self, "answer", answer)
 
 
@@ -329,8 +375,14 @@ class Prompt:
     query: tuple[int, ...] = ()
 
     def __init__(self, examples: Sequence[Example], query: Sequence[int]):
-        object.__setattr__(self, "examples", tuple(examples))
-        object.__setattr__(self, "query", tuple(query))
+        if isinstance(examples, (str, bytes, dict, set, Example)) or not isinstance(examples, Iterable):
+            raise PromptError(f"examples: expected a list of Example, got {type(examples).__name__}")
+        examples = tuple(examples)
+        for i, example in enumerate(examples):
+            if not isinstance(example, Example):
+                raise PromptError(f"examples[{i}]: expected an Example(inputs, answer), got {type(example).__name__}")
+        object.__setattr__(self, "examples", examples)
+        object.__setattr__(self, "query", _token_tuple(query, "query"))
 
     @property
     def n_examples(self) -> int:
@@ -351,15 +403,15 @@ class Prompt:
         """Parse ``{"examples": [{"inputs": [...], "answer": y}, ...], "query": [...]}``."""
         if not isinstance(data, dict):
             raise PromptError(f"prompt: expected a JSON object, got {type(data).__name__}")
-        if "query" not in data:
-            raise PromptError("prompt: missing field 'query'")
-        raw = data.get("examples", [])
+        _check_keys(data, ("examples", "query"), ("examples", "query"), "prompt", PromptError)
+        raw = data["examples"]
         if not isinstance(raw, list):
             raise PromptError("examples: expected a list of example objects")
         examples = []
         for i, e in enumerate(raw):
-            if not isinstance(e, dict) or "inputs" not in e or "answer" not in e:
+            if not isinstance(e, dict):
                 raise PromptError(f"examples[{i}]: expected an object with 'inputs' and 'answer'")
+            _check_keys(e, ("inputs", "answer"), ("inputs", "answer"), f"examples[{i}]", PromptError)
             if not isinstance(e["inputs"], list):
                 raise PromptError(f"examples[{i}].inputs: expected a list of tokens")
             examples.append(Example(e["inputs"], e["answer"]))
@@ -411,15 +463,41 @@ def prediction_positions(tasks: TaskSet, n_examples: int) -> np.ndarray:
     return np.asarray([i * n + tasks.slots + 1 for i in range(n_examples + 1)], dtype=np.int64)
 
 
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    seen: dict = {}
+    for key, value in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen[key] = value
+    return seen
+
+
 def load_json_file(path: str, what: str) -> Any:
-    """Read a JSON file, turning I/O and syntax problems into ``InputFileError``."""
+    """Read a JSON file, turning I/O and syntax problems into ``InputFileError``.
+
+    A key that occurs twice in one object, nesting too deep for the parser and integers
+    too long to convert are errors too (not a silently kept last value or a ``RecursionError``).
+    """
     try:
         with open(path, encoding="utf-8") as f:
-            return json.load(f)
+            return json.load(f, object_pairs_hook=_unique_keys)
     except FileNotFoundError:
         raise InputFileError(f"{what}: file not found: {path}") from None
     except json.JSONDecodeError as e:
         where = f"line {e.lineno}, column {e.colno}"
-        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg} at {where})") from None
+        raise InputFileError(f"{what}: {path} is not valid JSON ({e.msg}; {where})") from None
+    except UnicodeDecodeError as e:
+        raise InputFileError(f"{what}: {path} is not UTF-8 text (byte {e.start})") from None
+    except _DuplicateKey as e:
+        raise InputFileError(f"{what}: {path} has the key {str(e.args[0])[:80]!r} twice in one object") from None
+    except RecursionError:
+        raise InputFileError(f"{what}: {path} is nested too deeply to be a {what} file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise InputFileError(f"{what}: cannot read {path}: {e}") from None
+    except (ValueError, MemoryError) as e:  # an integer of more than 4300 digits raises ValueError
+        reason = "it holds an integer too long to convert" if "digits" in str(e) else type(e).__name__
+        raise InputFileError(f"{what}: {path} cannot be read as JSON ({reason})") from None

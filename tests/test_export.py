@@ -97,6 +97,16 @@ def test_export_command(tmp_path, monkeypatch, capsys):
     assert superpose.cli.main(["export", str(tasks), "-o", str(out), "--max-examples", "4"]) == 0
     assert f"wrote {out}: 7 layers" in capsys.readouterr().out
     assert load_safetensors(str(out)).config.n_ctx == 15
+    before = out.read_bytes()
+    assert superpose.cli.main(["export", str(tasks), "-o", str(out)]) == 2   # exists: refused without --force
+    assert "exists; pass --force to overwrite it" in capsys.readouterr().err and out.read_bytes() == before
+    assert superpose.cli.main(["export", str(tasks), "-o", str(out), "--force", "--max-examples", "5"]) == 0
+    assert load_safetensors(str(out)).config.n_ctx == 18
+    assert superpose.cli.main(["export", str(tasks), "-o", str(tasks), "--force"]) == 2   # never the input
+    assert "also an input of this command" in capsys.readouterr().err
+    assert superpose.cli.main(["export", str(tasks), "-o", str(tmp_path / "missing" / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "missing does not exist" in err and len(err.splitlines()) == 1 and "Traceback" not in err
     tasks.write_text('{"vocab_size": 3, "slots": 1, "tasks": [{"name": "id", "slot": 2, "table": [0, 1, 2]}]}')
-    assert superpose.cli.main(["export", str(tasks), "-o", str(out)]) == 2
+    assert superpose.cli.main(["export", str(tasks), "-o", str(tmp_path / "other.safetensors")]) == 2
     assert "tasks[0].slot: 2 is outside 0..0" in capsys.readouterr().err

@@ -6,9 +6,17 @@ import json
 import os
 import time
 
+from superpose.files import atomic_write, check_outputs, make_directory
 from superpose.setting import load_json_file
 
-from .trainer import TrainConfig, TrainConfigError, load_checkpoint, train
+from .trainer import CHECKPOINT_FILES, TrainConfig, TrainConfigError, load_checkpoint, train
+
+TRAIN_OUTPUTS = (*CHECKPOINT_FILES, "metrics.json")
+EVALUATE_OUTPUTS = ("mixtures.json", "calibration.png")
+
+
+def _checkpoint_inputs(directory: str) -> list[str]:
+    return [os.path.join(directory, name) for name in CHECKPOINT_FILES]
 
 OVERRIDABLE = ("steps", "seed", "d_model", "n_layers", "n_heads", "batch_size", "learning_rate",
                "n_examples", "eval_every", "checkpoint_every")
@@ -29,6 +37,10 @@ def _cmd_train(args) -> int:
     from tqdm import tqdm
 
     config = _config(args)
+    config.validate()
+    inputs = [args.config] if args.config else []
+    # a new run refuses to replace an earlier run's files; --resume continues (and rewrites) them
+    check_outputs(args.out, TRAIN_OUTPUTS, force=args.force or args.resume, inputs=inputs)
     bar = tqdm(total=config.steps, desc="train", unit="step", disable=args.quiet)
     start_step = load_checkpoint(args.out).step if args.resume else 0
     bar.update(start_step)
@@ -43,7 +55,8 @@ def _cmd_train(args) -> int:
     final = result.final
     summary = {"config": config.__dict__, "seconds_this_run": time.perf_counter() - started,
                "resumed_from_step": start_step, "final": final, "cpu_count": os.cpu_count()}
-    with open(os.path.join(args.out, "metrics.json"), "w") as f:
+    with atomic_write(os.path.join(args.out, "metrics.json"), force=True, inputs=inputs) as tmp, \
+            open(tmp, "w") as f:
         json.dump(summary, f, indent=1)
     print(f"step {result.step}: eval loss {final.get('eval_loss', float('nan')):.4f}, in-context accuracy "
           f"(after {config.n_examples} examples) {final.get('accuracy_last', float('nan')):.3f}; "
@@ -54,6 +67,8 @@ def _cmd_train(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .mixtures import constructed_probabilities, evaluate_mixtures, plot_calibration, trained_probabilities
 
+    inputs = [p for path in args.checkpoint for p in _checkpoint_inputs(path)]
+    check_outputs(args.out, EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
     runs = [load_checkpoint(path) for path in args.checkpoint]
     tasks = runs[0].config.tasks
     for path, run in zip(args.checkpoint, runs):
@@ -73,10 +88,11 @@ def _cmd_evaluate(args) -> int:
         if len(set(s)) != len(s) or not all(0 <= k < tasks.K for k in s):
             raise TrainConfigError(f"--subsets: {s} must be distinct task indices in 0..{tasks.K - 1}")
     results = evaluate_mixtures(tasks, models, m, subsets, args.prompts_per_point, args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "mixtures.json"), "w") as f:
+    make_directory(args.out)
+    with atomic_write(os.path.join(args.out, "mixtures.json"), force=args.force, inputs=inputs) as tmp, \
+            open(tmp, "w") as f:
         json.dump({"n_examples": m, "prompts_per_point": args.prompts_per_point, "results": results}, f, indent=1)
-    plot_calibration(results, os.path.join(args.out, "calibration.png"))
+    plot_calibration(results, os.path.join(args.out, "calibration.png"), force=args.force, inputs=inputs)
     print(f"{'model':44s} {'tasks':>6s} {'slope':>6s} {'R^2':>6s} {'KL':>7s} {'off-task':>8s}")
     for name, by_subset in results.items():
         for subset, cal in by_subset.items():
@@ -91,6 +107,8 @@ def register(subparsers) -> None:
     t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
     t.add_argument("--out", required=True, help="checkpoint directory")
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
+    t.add_argument("--force", action="store_true",
+                   help="start afresh even if --out holds an earlier run's checkpoint (it is replaced)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     for name in OVERRIDABLE:
         kind = float if name == "learning_rate" else int
@@ -101,6 +119,7 @@ def register(subparsers) -> None:
                               help="calibration of trained checkpoints and the constructed model on mixed prompts")
     e.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint directories from `superpose train`")
     e.add_argument("--out", required=True, help="directory for mixtures.json and calibration.png")
+    e.add_argument("--force", action="store_true", help="overwrite mixtures.json and calibration.png")
     e.add_argument("--subsets", nargs="+", default=["0,1", "0,1,2"], help="task subsets, e.g. 0,1 0,1,2")
     e.add_argument("--prompts-per-point", type=int, default=8)
     e.add_argument("--seed", type=int, default=0)

@@ -111,8 +111,9 @@ def evaluate_mixtures(tasks: TaskSet, models: dict[str, ProbabilityFn], n_exampl
             for name, fn in models.items()}
 
 
-def plot_calibration(results: dict, path: str) -> None:
-    """One panel per task subset: mean probability on each task's answer vs its share."""
+def plot_calibration(results: dict, path: str, force: bool = True, inputs: Sequence[str] = ()) -> None:
+    """One panel per task subset: mean probability on each task's answer vs its share (a PNG, written
+    atomically; ``force=False`` refuses an existing file)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -136,5 +137,8 @@ def plot_calibration(results: dict, path: str) -> None:
         ax.set_ylim(-0.03, 1.03)
         ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from superpose.files import atomic_write
+
+    with atomic_write(path, force=force, inputs=inputs) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -153,13 +153,17 @@ def evaluate(config: TrainConfig, params) -> dict:
             "accuracy_by_examples_seen": correct.mean(0).round(4).tolist(), "accuracy_by_task": per_task}
 
 
+CHECKPOINT_FILES = ("checkpoint.msgpack", "checkpoint.json")
+
+
 def _save(path: str, config: TrainConfig, params, opt_state, step: int, history: list[dict]) -> None:
-    os.makedirs(path, exist_ok=True)
-    tmp = os.path.join(path, "checkpoint.msgpack.tmp")
-    with open(tmp, "wb") as f:
+    from superpose.files import atomic_write, make_directory
+
+    make_directory(path)
+    # each file atomic: never a half-written checkpoint (the run owns its directory: force)
+    with atomic_write(os.path.join(path, "checkpoint.msgpack"), force=True) as tmp, open(tmp, "wb") as f:
         f.write(serialization.to_bytes({"params": params, "opt_state": opt_state}))
-    os.replace(tmp, os.path.join(path, "checkpoint.msgpack"))  # atomic: never a half-written checkpoint
-    with open(os.path.join(path, "checkpoint.json"), "w") as f:
+    with atomic_write(os.path.join(path, "checkpoint.json"), force=True) as tmp, open(tmp, "w") as f:
         json.dump({"config": asdict(config), "step": step, "history": history}, f, indent=1)
 
 

@@ -528,6 +528,19 @@ def _scaling(title: str, points: list[dict]) -> list[str]:
     return out
 
 
+def target_line(executor: str, t: dict) -> str:
+    """One executor's targets; a target with no point measured for it says "not measured" (not MISSED)."""
+    ratio = t["min_ratio_T_ge_1024"]
+    exponent = t["time_exponent_T_ge_1024"]
+    ratio_text = ("JAX/NumPy at T >= 1024: not measured (no point with T >= 1024)" if ratio is None else
+                  f"JAX/NumPy at T >= 1024 at least {_g(ratio)}x "
+                  f"(target 10x: {'met' if t['ratio_target_met'] else 'MISSED'})")
+    exponent_text = ("time exponent for T >= 1024: not measured (fewer than two points)" if exponent is None else
+                     f"time ~ T^{_g(exponent, '.2f')} for T >= 1024 (target <= 2)")
+    return (f"Targets, {executor}: {ratio_text}; {exponent_text}; longest prompt run "
+            f"{t['largest_T_run'] if t['largest_T_run'] is not None else 'none'} tokens")
+
+
 def report(result: dict) -> str:
     """The benchmark as text tables."""
     m, o = result["machine"], result["options"]
@@ -585,10 +598,7 @@ def report(result: dict) -> str:
             lines.append(f"Hypothesis property suite: {h['note']}")
     lines.append("")
     for executor, t in result["targets"].items():
-        lines.append(f"Targets, {executor}: JAX/NumPy at T >= 1024 at least {_g(t['min_ratio_T_ge_1024'])}x "
-                     f"(target 10x: {'met' if t['ratio_target_met'] else 'MISSED'}); time ~ T^"
-                     f"{_g(t['time_exponent_T_ge_1024'], '.2f')} for T >= 1024 (target <= 2); longest prompt run "
-                     f"{t['largest_T_run']} tokens")
+        lines.append(target_line(executor, t))
     big = result.get("largest_checked")
     if big:
         lines.append(f"\nLargest checked: {big['executor']} executor, T = {big['T']}, K = {big['K']}, d_model "
@@ -599,11 +609,9 @@ def report(result: dict) -> str:
     return "\n".join(lines)
 
 
-def write_json(result: dict, path: str) -> None:
-    from superpose.setting import InputFileError
+def write_json(result: dict, path: str, force: bool = True) -> None:
+    """Write the result atomically (``superpose.files.atomic_write``; ``force=False`` refuses an existing file)."""
+    from superpose.files import atomic_write
 
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1, default=float)
-    except OSError as e:
-        raise InputFileError(f"--output: cannot write {path}: {e}") from None
+    with atomic_write(path, force=force) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=1, default=float)

@@ -1,20 +1,21 @@
 """Subcommands ``sweep``, ``plot``, ``bench`` and ``export`` of the ``superpose`` command line.
 
-    superpose sweep  -o SWEEP.jsonl [--preset NAME | --vocab 4,8 --tasks 1,2,3 --slots 1,2 --examples 0,4,16
+    superpose sweep  -o SWEEP.jsonl [--force] [--preset NAME | --vocab 4,8 --tasks 1,2,3 --slots 1,2 --examples 0,4,16
                      --sharpness 50 --dtype float64 --mixture dirichlet --ambiguous 0,0.25 --noise 0,0.2]
                      [--random N] [--prompts P] [--seed S] [--devices N] [--attention-budget E]
                      [--executor standard|chunked] [--block B] [--perturb EPS] [--progress | --no-progress]
-    superpose plot   SWEEP.jsonl -o DIR [--format png,svg] [--only NAME,...]
-    superpose bench  [-o BENCH.json] [--quick] [--dtype float64] [--lengths 256,...] [--tasks 1,2,...]
+    superpose plot   SWEEP.jsonl -o DIR [--force] [--format png,svg] [--only NAME,...]
+    superpose bench  [-o BENCH.json] [--force] [--quick] [--dtype float64] [--lengths 256,...] [--tasks 1,2,...]
                      [--throughput-lengths 256,1024,4096]
                      [--memory-fraction F] [--no-hypothesis]
-    superpose export TASKS.json -o MODEL.safetensors [--max-examples M] [--sharpness B]
-                     [--check-transformer-lens N]
+    superpose export TASKS.json -o MODEL.safetensors [--force] [--max-examples M] [--sharpness B]
+                     [--memory-limit SIZE] [--check-transformer-lens N]
 
 ``register(subparsers)`` adds them; each ``func(args)`` returns the exit code. ``sweep``
 exits 1 (after a loud report on stderr) when any bound is violated. Bad input raises a
 ``SuperposeError`` subclass (the main command line turns it into exit status 2 and one
-line on stderr).
+line on stderr). Every output file is written atomically and an existing one is refused
+without ``--force`` (``superpose.files``), before any work is done.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ SWEEP_FLAGS = {  # flag -> (sweep parameter, type, what the values are)
 def _cmd_sweep(args) -> int:
     import jax
 
+    from superpose.files import check_output
     from superpose.verify import sweep as sw
     from superpose.verify.batched import ShardedRunner, device_mesh, shapes_compiled
+
+    check_output(args.output, args.force)
 
     values = {}
     for flag, (name, kind, _) in SWEEP_FLAGS.items():
@@ -90,7 +94,7 @@ def _cmd_sweep(args) -> int:
     progress = sw.ProgressBar("sweep", enabled=args.progress if args.progress is not None else sys.stderr.isatty())
     start = time.perf_counter()
     records = list(sw.write_records(sw.run_sweep(configs, runner, perturb=args.perturb, on_progress=progress),
-                                    args.output))
+                                    args.output, force=args.force))
     seconds = time.perf_counter() - start
     records.sort(key=lambda r: r["index"])
     print(sw.summary_table(records))
@@ -106,16 +110,18 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_plot(args) -> int:
-    from superpose.verify.plots import save_all
+    from superpose.files import check_outputs
+    from superpose.verify.plots import figure_files, save_all
     from superpose.verify.sweep import read_records
 
-    records = read_records(args.sweep)
     formats = [f.strip() for f in args.format.split(",") if f.strip()]
     bad = [f for f in formats if f not in ("png", "svg", "pdf")]
     if bad or not formats:
         raise InputFileError(f"--format: choose from png, svg, pdf; got {args.format!r}")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
-    for path in save_all(records, args.output, formats, only):
+    check_outputs(args.output, figure_files(only, formats), args.force, [args.sweep], what="--output")
+    records = read_records(args.sweep)
+    for path in save_all(records, args.output, formats, only, force=args.force, inputs=[args.sweep]):
         print(f"wrote {path}")
     return 0
 
@@ -123,8 +129,11 @@ def _cmd_plot(args) -> int:
 def _cmd_bench(args) -> int:
     from dataclasses import replace
 
+    from superpose.files import check_output
     from superpose.verify import bench
 
+    if args.output:
+        check_output(args.output, args.force)
     options = bench.QUICK if args.quick else bench.BenchOptions()
     changes = {"dtype": args.dtype, "memory_fraction": args.memory_fraction}
     if args.lengths:
@@ -140,20 +149,20 @@ def _cmd_bench(args) -> int:
     result = bench.run_bench(options, log=log)
     print(bench.report(result))
     if args.output:
-        bench.write_json(result, args.output)
+        bench.write_json(result, args.output, force=args.force)
         print(f"\nwrote {args.output}")
     return 0
 
 
 def _cmd_export(args) -> int:
-    from superpose.construct.build import DEFAULT_MAX_EXAMPLES, build
-    from superpose.setting import TaskSet, load_json_file
+    from superpose.cli import _build_checked, _limit, _load_tasks
+    from superpose.files import check_output
     from superpose.verify.export import save_safetensors
 
-    tasks = TaskSet.from_json(load_json_file(args.tasks, "TASKS"))
-    m = args.max_examples if args.max_examples is not None else DEFAULT_MAX_EXAMPLES
-    model = build(tasks, max_examples=m, sharpness=args.sharpness)
-    save_safetensors(model, args.output)
+    check_output(args.output, args.force, [args.tasks])  # refuse at once, before building anything
+    limit = _limit(args)
+    model = _build_checked(_load_tasks(args.tasks, limit), args, limit)
+    save_safetensors(model, args.output, force=args.force, inputs=[args.tasks])
     print(f"wrote {args.output}: {model.summary()}")
     if args.check_transformer_lens:
         worst = check_transformer_lens(model, args.check_transformer_lens, seed=0)
@@ -195,11 +204,13 @@ def check_transformer_lens(model, n_prompts: int, seed: int = 0) -> float:
 
 
 def register(subparsers) -> None:
+    from superpose.cli import add_force_option, add_memory_option
     from superpose.construct.build import DEFAULT_SHARPNESS
     from superpose.verify.sweep import AXES
 
     sweep = subparsers.add_parser("sweep", help="run the construction over many configurations; JSON Lines out")
     sweep.add_argument("-o", "--output", required=True, metavar="SWEEP.jsonl")
+    add_force_option(sweep)
     sweep.add_argument("--preset", help="a named sweep: smoke, figures (the README figures)")
     for flag, (name, kind, meaning) in SWEEP_FLAGS.items():
         default = ",".join(str(v) for v in AXES[name][1])
@@ -225,12 +236,14 @@ def register(subparsers) -> None:
                                  help="figures from a sweep file (error vs sharpness/length, d_model, calibration)")
     plot.add_argument("sweep", metavar="SWEEP.jsonl")
     plot.add_argument("-o", "--output", required=True, metavar="DIR")
+    add_force_option(plot)
     plot.add_argument("--format", default="png,svg", help="comma-separated: png, svg, pdf (default png,svg)")
     plot.add_argument("--only", help="comma-separated figure names (default: all the records support)")
     plot.set_defaults(func=_cmd_plot)
 
     bench = subparsers.add_parser("bench", help="speed, FLOP/s, compile time and memory of the forward pass")
     bench.add_argument("-o", "--output", metavar="BENCH.json")
+    add_force_option(bench)
     bench.add_argument("--quick", action="store_true", help="small sizes (seconds, for a smoke test)")
     bench.add_argument("--dtype", choices=["float32", "float64"])
     bench.add_argument("--lengths", metavar="LIST", help="prompt lengths for the T scaling (multiples of 4)")
@@ -247,8 +260,10 @@ def register(subparsers) -> None:
                                    help="build for TASKS.json and write safetensors (config and labels inside)")
     export.add_argument("tasks", metavar="TASKS.json")
     export.add_argument("-o", "--output", required=True, metavar="MODEL.safetensors")
+    add_force_option(export)
     export.add_argument("--max-examples", type=int, default=None)
     export.add_argument("--sharpness", type=float, default=DEFAULT_SHARPNESS)
+    add_memory_option(export)
     export.add_argument("--check-transformer-lens", type=int, default=0, metavar="N",
                         help="also run N random prompts through TransformerLens and compare (needs the lens extra)")
     export.set_defaults(func=_cmd_export)

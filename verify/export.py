@@ -23,12 +23,16 @@ the ``safetensors`` package are needed (no torch).
 from __future__ import annotations
 
 import json
+from typing import Sequence
 
 import numpy as np
 
-from superpose.construct.build import ModelConfig, SuperposeModel
+from superpose.construct.build import SuperposeModel, planned_config
+from superpose.executor import ModelConfig, param_shapes
+from superpose.files import OutputFileError, atomic_write
 from superpose.io import array_digest, checked_model, flatten_params
-from superpose.setting import InputFileError, SuperposeError, TaskSet, WeightsFileError
+from superpose.resources import MemoryLimit, check_memory, estimate_for_config, memory_limit
+from superpose.setting import SuperposeError, TaskSet, WeightsFileError
 
 FORMAT = "superpose-safetensors/1"
 CONVENTIONS = ("attention scores q.k without 1/sqrt(d_head) scaling; causal softmax; ReLU MLP; no layer norm; "
@@ -36,8 +40,9 @@ CONVENTIONS = ("attention scores q.k without 1/sqrt(d_head) scaling; causal soft
                "(no softmax); tokens: content 0..d-1, BOS = d, ARROW = d+1")
 
 
-def save_safetensors(model: SuperposeModel, path: str) -> dict[str, str]:
-    """Write ``model`` to ``path``; returns the metadata written."""
+def save_safetensors(model: SuperposeModel, path: str, force: bool = True, inputs: Sequence[str] = ()) -> dict[str, str]:
+    """Write ``model`` to ``path`` atomically (``superpose.files.atomic_write``: with ``force=False`` an
+    existing file is refused, ``inputs`` never overwritten); returns the metadata written."""
     from safetensors.numpy import save_file
 
     tensors = {name: np.ascontiguousarray(a, dtype=np.float64) for name, a in flatten_params(model.params).items()}
@@ -51,21 +56,31 @@ def save_safetensors(model: SuperposeModel, path: str) -> dict[str, str]:
         "conventions": CONVENTIONS,
         "sha256": json.dumps({name: array_digest(a) for name, a in tensors.items()}),
     }
-    try:
-        save_file(tensors, path, metadata=metadata)
-    except OSError as e:
-        raise InputFileError(f"--output: cannot write {path}: {e}") from None
+    with atomic_write(path, force=force, inputs=inputs) as tmp:
+        try:
+            save_file(tensors, tmp, metadata=metadata)
+        except Exception as e:  # safetensors raises its own SafetensorError for I/O problems
+            raise OutputFileError(f"--output: cannot write {path}: {e}") from None
     return metadata
 
 
-def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """The raw tensors and header metadata of a safetensors file (``WeightsFileError`` if unreadable)."""
+def read_safetensors(path: str, check=None) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The raw tensors and header metadata of a safetensors file (``WeightsFileError`` if unreadable).
+
+    ``check(metadata, shapes)`` (``shapes``: name -> (shape, dtype) from the file's header) runs
+    before any tensor is read, so a header that claims huge tensors is refused first.
+    """
     from safetensors import safe_open
 
     try:
         with safe_open(path, framework="numpy") as f:
             metadata = f.metadata() or {}
+            if check is not None:
+                check(metadata, {name: (tuple(f.get_slice(name).get_shape()), f.get_slice(name).get_dtype())
+                                 for name in f.keys()})
             tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except SuperposeError:
+        raise
     except FileNotFoundError:
         raise WeightsFileError(f"{path}: file not found") from None
     except Exception as e:  # safetensors raises its own SafetensorError for a malformed header
@@ -73,21 +88,46 @@ def read_safetensors(path: str) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     return tensors, metadata
 
 
-def load_safetensors(path: str) -> SuperposeModel:
-    """Read and check a file written by ``save_safetensors``."""
-    tensors, metadata = read_safetensors(path)
-    if metadata.get("format") != FORMAT:
-        raise WeightsFileError(f"{path}: format {metadata.get('format')!r}, expected {FORMAT!r}")
-    try:
-        config = ModelConfig(**json.loads(metadata["config"]))
-        tasks = TaskSet.from_json(json.loads(metadata["tasks"]))
-        max_examples = int(json.loads(metadata["max_examples"]))
-        sharpness = float(json.loads(metadata["sharpness"]))
-        labels = json.loads(metadata["residual_labels"])
-        digests = json.loads(metadata["sha256"])
-    except (KeyError, TypeError, ValueError, SuperposeError) as e:
-        raise WeightsFileError(f"{path}: malformed metadata ({type(e).__name__}: {e})") from None
-    for name, array in tensors.items():
-        if array.dtype != np.float64:
-            raise WeightsFileError(f"{path}: {name} is {array.dtype}, expected float64")
-    return checked_model(path, tensors, tasks, config, max_examples, sharpness, digests, labels)
+def load_safetensors(path: str, limit: MemoryLimit | None = None) -> SuperposeModel:
+    """Read and check a file written by ``save_safetensors``.
+
+    The metadata and every tensor's header shape and dtype are checked against the config
+    (and the model against the memory limit) before any tensor data is read.
+    """
+    limit = limit or memory_limit()
+    parsed: dict = {}
+
+    def check(metadata: dict, shapes: dict) -> None:
+        if metadata.get("format") != FORMAT:
+            raise WeightsFileError(f"{path}: format {str(metadata.get('format'))[:80]!r}, expected {FORMAT!r}")
+        try:
+            config = ModelConfig(**json.loads(metadata["config"]))
+            tasks = TaskSet.from_json(json.loads(metadata["tasks"]))
+            max_examples = json.loads(metadata["max_examples"])
+            if isinstance(max_examples, bool) or not isinstance(max_examples, int) or max_examples < 0:
+                raise ValueError(f"max_examples {max_examples!r}")
+            parsed.update(config=config, tasks=tasks, max_examples=max_examples,
+                          sharpness=float(json.loads(metadata["sharpness"])),
+                          labels=json.loads(metadata["residual_labels"]), digests=json.loads(metadata["sha256"]))
+            expected_config = planned_config(tasks, max_examples)
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError, SuperposeError) as e:
+            raise WeightsFileError(f"{path}: malformed metadata ({type(e).__name__}: {str(e)[:200]})") from None
+        if config != expected_config:
+            raise WeightsFileError(f"{path}: config or residual layout does not match its task set")
+        check_memory(estimate_for_config(config, loaded=True), limit,
+                     f"{path}: loading this model (context {config.n_ctx} tokens)",
+                     "raise --memory-limit or SUPERPOSE_MEMORY_LIMIT")
+        expected = flatten_params(param_shapes(config))
+        if set(shapes) != set(expected):
+            missing, extra = set(expected) - set(shapes), set(shapes) - set(expected)
+            raise WeightsFileError(f"{path}: arrays missing {sorted(missing)[:3]} / unexpected {sorted(extra)[:3]}")
+        for name, (shape, dtype) in shapes.items():
+            if dtype != "F64":
+                raise WeightsFileError(f"{path}: {name} is {dtype}, expected float64")
+            if shape != tuple(expected[name]):
+                raise WeightsFileError(f"{path}: {name} has shape {shape}, config says {tuple(expected[name])}")
+
+    tensors, _ = read_safetensors(path, check)
+    p = parsed
+    return checked_model(path, tensors, p["tasks"], p["config"], p["max_examples"], p["sharpness"], p["digests"],
+                         p["labels"])

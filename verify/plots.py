@@ -24,6 +24,7 @@ import os
 from typing import Callable, Sequence
 
 from superpose.construct.residual import d_model_formula
+from superpose.files import atomic_write, check_outputs, make_directory
 from superpose.setting import InputFileError
 
 ZERO_FLOOR = 1e-18
@@ -170,21 +171,27 @@ FIGURES: dict[str, Callable] = {
 }
 
 
-def save_all(records: Sequence[dict], directory: str, formats: Sequence[str] = ("png", "svg"),
-             only: Sequence[str] | None = None) -> list[str]:
-    """Draw the figures (all, or ``only`` these) into ``directory``; returns the paths written.
-
-    A figure the records cannot support (e.g. a single sharpness) is skipped only if it
-    was not asked for by name; asked for by name, it raises ``InputFileError``.
-    """
+def figure_files(only: Sequence[str] | None = None, formats: Sequence[str] = ("png", "svg")) -> list[str]:
+    """The file names ``save_all`` may write (``InputFileError`` for an unknown figure name)."""
     names = list(only) if only else list(FIGURES)
     unknown = set(names) - set(FIGURES)
     if unknown:
         raise InputFileError(f"--only: unknown figure(s) {sorted(unknown)}; choose from {sorted(FIGURES)}")
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as e:
-        raise InputFileError(f"--output: cannot create {directory}: {e}") from None
+    return [f"{name}.{fmt}" for name in names for fmt in formats]
+
+
+def save_all(records: Sequence[dict], directory: str, formats: Sequence[str] = ("png", "svg"),
+             only: Sequence[str] | None = None, force: bool = True, inputs: Sequence[str] = ()) -> list[str]:
+    """Draw the figures (all, or ``only`` these) into ``directory``; returns the paths written.
+
+    A figure the records cannot support (e.g. a single sharpness) is skipped only if it
+    was not asked for by name; asked for by name, it raises ``InputFileError``. Each file
+    is written atomically; with ``force=False`` existing files are refused (before any
+    drawing), and ``inputs`` are never overwritten.
+    """
+    names = list(only) if only else list(FIGURES)
+    check_outputs(directory, figure_files(only, formats), force, inputs, what="--output")
+    make_directory(directory, what="--output")
     written = []
     for name in names:
         try:
@@ -196,6 +203,7 @@ def save_all(records: Sequence[dict], directory: str, formats: Sequence[str] = (
         for fmt in formats:
             path = os.path.join(directory, f"{name}.{fmt}")
             metadata = {"Date": None} if fmt == "svg" else {"Software": None} if fmt == "png" else None
-            fig.savefig(path, format=fmt, metadata=metadata)
+            with atomic_write(path, force=force, inputs=inputs) as tmp:
+                fig.savefig(tmp, format=fmt, metadata=metadata)
             written.append(path)
     return written

@@ -41,6 +41,7 @@ import jax
 import numpy as np
 
 from superpose.construct.build import build
+from superpose.files import atomic_write
 from superpose.model import pad_params
 from superpose.setting import InputFileError, Prompt, SuperposeError, TaskSet, prediction_positions, tokenize
 from superpose.verify.analytic import consistent_tasks, output_distribution
@@ -394,13 +395,14 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def write_records(records: Iterable[dict], path: str) -> Iterator[dict]:
-    """Write each record as one JSON line as it arrives (flushed), passing it on."""
-    try:
-        f = open(path, "w", encoding="utf-8")
-    except OSError as e:
-        raise InputFileError(f"--output: cannot write {path}: {e}") from None
-    with f:
+def write_records(records: Iterable[dict], path: str, force: bool = True) -> Iterator[dict]:
+    """Write each record as one JSON line as it arrives, passing it on.
+
+    The lines go (flushed) to a temporary file beside ``path`` that replaces it only when
+    every record is written (``superpose.files.atomic_write``; ``force=False`` refuses an
+    existing ``path``), so an interrupted sweep never leaves a truncated file in its place.
+    """
+    with atomic_write(path, force=force) as tmp, open(tmp, "w", encoding="utf-8") as f:
         for record in records:
             record = json_safe(record)
             f.write(json.dumps(record, allow_nan=False) + "\n")
