@@ -85,7 +85,7 @@ def test_random_configurations_at_the_longest_prompts(seed):
     d, s, K = int(rng.integers(2, 13)), int(rng.integers(1, 4)), int(rng.integers(2, 7))
     drawn = random_task_set(rng, d, K, s, max_arity=3 if d <= 8 else 2).tasks
     if K > 2:   # a duplicate task: examples fitting both are ambiguous
-        drawn = drawn[:-1] + (drawn[0],)
+        drawn = drawn[:-1] + (Task("copy of t0", drawn[0].slots, drawn[0].table),)
     tasks = TaskSet(d, s, drawn)
     m = 4096 // tasks.example_length - 1
     model = build(tasks, max_examples=m)

@@ -94,8 +94,8 @@ def test_load_json_file_keeps_no_duplicate(tmp_path):
 
 
 @pytest.mark.parametrize("call,error,pattern", [
-    (lambda: Task("t", 0, {0: 1, 1: 2, 2: 3}), TaskSetError, r"task 't': table: expected a list of tokens, got a dict"),
-    (lambda: Task("t", 0, {0, 1, 2}), TaskSetError, r"table: expected a list of tokens, got a set"),
+    (lambda: Task("t", 0, {0: 1, 1: 2, 2: 3}), TaskSetError, r"task 't': table is a dict; expected a nested list of tokens"),
+    (lambda: Task("t", 0, {0, 1, 2}), TaskSetError, r"table is a set; expected a nested list of tokens"),
     (lambda: Task(None, 0, [0, 1]), TaskSetError, r"name: expected a string"),
     (lambda: Prompt([([0, 1], 0)], query=[0, 0]), PromptError, r"examples\[0\]: expected an Example"),
     (lambda: Prompt([{"inputs": [0, 1], "answer": 0}], query=[0, 0]), PromptError, r"examples\[0\]: expected an Example"),
@@ -136,7 +136,7 @@ def test_the_dict_check_does_not_reject_sequences():
 def test_error_bound_for_huge_sharpness_does_not_overflow(beta, dtype):
     from superpose.construct.bound import error_bound
 
-    b = error_bound(K=3, T=1024, L=10, beta=beta, dtype=dtype)
+    b = error_bound(K=3, T=1024, L=10, beta=beta, dtype=dtype, arity=2, vocab_size=8)
     # exact arithmetic leaks nothing at such a sharpness; the rounding of scores of size beta
     # defeats the tally in float32 from 1e8 and in float64 from 1e100 (no bound then)
     assert b.leak == 0.0 and b.snap_input_error < 0.25
