@@ -68,7 +68,7 @@ def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES) -> 
     m = _require_int(max_examples, "max_examples", BuildError)
     if m < 0:
         raise BuildError(f"max_examples: must be >= 0, got {m}")
-    max_len = tasks.prompt_length(m)
+    max_len = tasks.max_prompt_length(m)
     d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
     return ModelConfig(
         n_layers=len(LAYER_SPECS),
@@ -164,7 +164,10 @@ def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
     if m < 0:
         raise BuildError(f"max_examples: must be >= 0, got {m}")
     beta = _check_sharpness(sharpness)
-    max_len = tasks.prompt_length(m)
+    if tasks.answer_length > 1:
+        raise BuildError(f"answer_length: the construction for answers of {tasks.answer_length} tokens is not "
+                         "built yet (issue 13); the analytic prediction (superpose.verify.analytic) handles them")
+    max_len = tasks.max_prompt_length(m)
     layout = make_layout(tasks, max_len)
     config = planned_config(tasks, m)
 
