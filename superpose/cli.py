@@ -10,6 +10,7 @@
     superpose prove    [TASKS.json] [--only ID ...] [-v]     (proofs/cli.py)
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
+    superpose generate TASKS.json PROMPT.json [--decoder ...] (verify/generate_cli.py)
 
 Exit status of ``run`` and ``demo``: 0 when the output is within the error bound, and also
 0 when there is no bound (the reason is printed: ``no bound: ...``, with the measured
@@ -51,7 +52,8 @@ from superpose.setting import (
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
 # its parsers with set_defaults(func=...) returning an exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "superpose.verify.cli", "superpose.proofs.cli", "superpose.examples.cli", "superpose.train.cli")
+    "superpose.verify.cli", "superpose.proofs.cli", "superpose.examples.cli", "superpose.train.cli",
+    "superpose.verify.generate_cli")
 
 
 class _UsageError(Exception):
