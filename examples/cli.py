@@ -23,6 +23,7 @@ EXAMPLES: dict[str, str] = {
     "ab": "ab_digits",
     "add-translate": "add_and_translate",
     "countries": "country_capital",
+    "generation": "generation_collapse",
 }
 
 
