@@ -40,11 +40,66 @@ def retrieval_tasks(vocab_size: int = 16, slots: int = 3) -> TaskSet:
     return TaskSet(vocab_size, slots, tasks)
 
 
+#: The pairs of slots copied by ``pair_retrieval_tasks``: AB and BA, whose answers start with different
+#: slots, so the first answer token tells the tasks apart. (Families where two tasks start alike, such
+#: as AB and AC, or where three slots compete for the first token, did not leave the loss plateau
+#: within the generation experiment's training budget; see the README.)
+PAIRS = ((0, 1), (1, 0))
+SLOT_LETTERS = "ABCDEFGH"
+
+
+def pair_retrieval_tasks(vocab_size: int = 16, slots: int = 2, pairs=PAIRS) -> TaskSet:
+    """Two-character retrieval: task ``(a, b)`` answers the two tokens ``x[a], x[b]`` (answer_length 2).
+
+    >>> tasks = pair_retrieval_tasks(vocab_size=6, slots=2)
+    >>> [t.name for t in tasks.tasks], tasks.answer_length
+    (['copy AB', 'copy BA'], 2)
+    >>> [tasks.answer_of(t, [4, 1]) for t in tasks.tasks]
+    [(4, 1), (1, 4)]
+    """
+    if slots + 1 > vocab_size:
+        raise ValueError("need vocab_size > slots so that example inputs can be distinct")
+    if any(max(pair) >= slots for pair in pairs):
+        raise ValueError(f"pairs {pairs} read slots beyond 0..{slots - 1}")
+    tasks = [Task(f"copy {SLOT_LETTERS[a]}{SLOT_LETTERS[b]}", slots=[a, b],
+                  table=[[(u, w) for w in range(vocab_size)] for u in range(vocab_size)]) for a, b in pairs]
+    return TaskSet(vocab_size, slots, tasks, answer_length=2)
+
+
+def word_tasks(vocab_size: int = 16, slots: int = 3) -> TaskSet:
+    """``retrieval_tasks`` with every answer ``y`` written as a two-token word ``(y, (y + d/2) mod d)``,
+    like a digit and its spelling: the first token carries the task, the second follows from it.
+
+    >>> tasks = word_tasks(vocab_size=8, slots=2)
+    >>> [t.name for t in tasks.tasks], tasks.answer_length
+    (['copy slot 0', 'copy slot 1', 'successor of slot 0'], 2)
+    >>> [tasks.answer_of(t, [5, 2]) for t in tasks.tasks]
+    [(5, 1), (2, 6), (6, 2)]
+    """
+    base = retrieval_tasks(vocab_size, slots)
+    half = vocab_size // 2
+
+    def spelled(table):
+        return [(int(y), (int(y) + half) % vocab_size) for y in table]
+
+    return TaskSet(vocab_size, slots, [Task(t.name, t.slots, spelled(t.table)) for t in base.tasks], answer_length=2)
+
+
+#: Task families a training run may use (``TrainConfig.family``).
+FAMILIES = {"retrieval": retrieval_tasks, "pairs": pair_retrieval_tasks, "words": word_tasks}
+
+
+def task_family(name: str, vocab_size: int, slots: int) -> TaskSet:
+    """The task set of a family in ``FAMILIES`` (``retrieval``: one-token answers; ``pairs``: two tokens)."""
+    return FAMILIES[name](vocab_size, slots)
+
+
 @dataclass(frozen=True)
 class Batch:
-    tokens: np.ndarray            # [B, T] int32, T = 1 + m (s + 2)
-    answer_positions: np.ndarray  # [m] positions of the ARROWs; the target is the next token
-    answers: np.ndarray           # [B, m] the answer after each ARROW
+    tokens: np.ndarray            # [B, T] int32, T = 1 + m (s + 1 + A)
+    answer_positions: np.ndarray  # [m A] the prediction positions (each ARROW and the answer tokens but
+    #                               the last); the target is the next token
+    answers: np.ndarray           # [B, m A] the token after each prediction position (the answers, in order)
     task_ids: np.ndarray          # [B] which task each prompt shows
 
 
@@ -55,22 +110,25 @@ def distinct_inputs(rng: np.random.Generator, vocab_size: int, shape: tuple[int,
 
 
 def single_task_batch(tasks: TaskSet, batch_size: int, n_examples: int, rng: np.random.Generator) -> Batch:
-    """``batch_size`` prompts, each with ``n_examples`` examples of one random task."""
-    s, n = tasks.slots, tasks.example_length
+    """``batch_size`` prompts, each with ``n_examples`` examples of one random task.
+
+    For answers of ``A > 1`` tokens every example has ``A`` prediction positions (its ARROW and
+    its first ``A - 1`` answer tokens, ``superpose.setting.prediction_sites``), in order."""
+    s, n, A = tasks.slots, tasks.example_length, tasks.answer_length
     task_ids = rng.integers(0, tasks.K, batch_size)
     x = distinct_inputs(rng, tasks.vocab_size, (batch_size, n_examples), s)
-    y = np.empty((batch_size, n_examples), dtype=np.int64)
+    y = np.empty((batch_size, n_examples, A), dtype=np.int64)
     for k, task in enumerate(tasks.tasks):   # G_k(x[a_1], .., x[a_r]) for the prompts of task k
         rows = task_ids == k
-        y[rows] = task.table_array()[tuple(x[rows][..., a] for a in task.slots)]
+        y[rows] = task.table_array()[tuple(x[rows][..., a] for a in task.slots)].reshape(-1, n_examples, A)
     tokens = np.full((batch_size, 1 + n_examples * n), tasks.bos, dtype=np.int32)
     for i in range(n_examples):
         start = 1 + i * n
         tokens[:, start:start + s] = x[:, i]
         tokens[:, start + s] = tasks.arrow
-        tokens[:, start + s + 1] = y[:, i]
-    positions = np.array([1 + i * n + s for i in range(n_examples)])
-    return Batch(tokens, positions, y.astype(np.int32), task_ids)
+        tokens[:, start + s + 1:start + s + 1 + A] = y[:, i]
+    positions = np.array([1 + i * n + s + j for i in range(n_examples) for j in range(A)])
+    return Batch(tokens, positions, y.reshape(batch_size, n_examples * A).astype(np.int32), task_ids)
 
 
 def mixed_prompt(tasks: TaskSet, task_ids: list[int], counts: list[int],

@@ -24,7 +24,7 @@ from flax import serialization
 
 from superpose.setting import SuperposeError
 
-from .data import Batch, retrieval_tasks, single_task_batch
+from .data import FAMILIES, Batch, single_task_batch, task_family
 from .model import GPT, GPTConfig
 
 
@@ -49,6 +49,7 @@ class TrainConfig:
     eval_every: int = 250
     eval_prompts: int = 512
     checkpoint_every: int = 500
+    family: str = "retrieval"     # the task family (train.data.FAMILIES): "retrieval" or "pairs" (2-token answers)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -66,8 +67,14 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainConfigError(f"{name}: must be a positive integer, got {value!r}")
+        if not isinstance(self.family, str) or self.family not in FAMILIES:
+            raise TrainConfigError(f"family: must be one of {sorted(FAMILIES)}, got {self.family!r}")
         if self.vocab_size <= self.slots:
             raise TrainConfigError(f"vocab_size: must exceed slots ({self.slots}), got {self.vocab_size}")
+        try:
+            self.tasks
+        except ValueError as e:
+            raise TrainConfigError(f"family {self.family!r}: {e}") from None
         if self.d_model % self.n_heads:
             raise TrainConfigError(f"d_model: {self.d_model} is not divisible by n_heads = {self.n_heads}")
         if not self.learning_rate > 0:
@@ -75,14 +82,15 @@ class TrainConfig:
 
     @property
     def tasks(self):
-        return retrieval_tasks(self.vocab_size, self.slots)
+        return task_family(self.family, self.vocab_size, self.slots)
 
     @property
     def n_ctx(self) -> int:
         """Position-embedding rows: room for n_examples examples and a query. Training prompts
-        (BOS and n_examples examples) use the first 1 + n_examples (s + 2) of them, so mixed
-        evaluation prompts use n_examples - 1 examples and a query, which fit in those."""
-        return (self.n_examples + 1) * (self.slots + 2)
+        (BOS and n_examples examples) use the first 1 + n_examples (s + 1 + A) of them, so mixed
+        evaluation prompts use n_examples - 1 examples and a query (with up to A - 1 answer
+        tokens generated), which fit in those."""
+        return (self.n_examples + 1) * self.tasks.example_length
 
     @property
     def model_config(self) -> GPTConfig:
@@ -139,12 +147,14 @@ def batch_for_step(config: TrainConfig, step: int) -> Batch:
 
 def evaluate(config: TrainConfig, params) -> dict:
     """In-context accuracy on fresh single-task prompts (fixed seed): after the last
-    example and after each number of examples, argmax over content tokens."""
+    example and after each number of examples, argmax over content tokens (an answer of
+    several tokens is correct when every token is, each predicted from the true tokens before it)."""
     batch = single_task_batch(config.tasks, config.eval_prompts, config.n_examples,
                               np.random.default_rng([config.seed, 10 ** 9]))
     logits = np.asarray(GPT(config.model_config).apply({"params": params}, batch.tokens))
     content = logits[:, batch.answer_positions, : config.vocab_size]
-    correct = content.argmax(-1) == batch.answers
+    A = config.tasks.answer_length
+    correct = (content.argmax(-1) == batch.answers).reshape(len(batch.tokens), config.n_examples, A).all(-1)
     logp = jax.nn.log_softmax(logits[:, batch.answer_positions], axis=-1)
     loss = float(-np.take_along_axis(np.asarray(logp), batch.answers[..., None], axis=-1).mean())
     per_task = {config.tasks.tasks[k].name: float(correct[batch.task_ids == k, -1].mean())
