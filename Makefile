@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples prove emergence figures bench clean
+.PHONY: install demo test examples explain explain-figure prove emergence figures bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ prove: $(STAMP)
 
 examples: $(STAMP)
 	$(BIN)/superpose examples
+
+# The explain page for the demo (open build/explain/demo.html in a browser)
+explain: $(STAMP)
+	mkdir -p build/explain
+	$(BIN)/superpose explain -o build/explain/demo.html --force
+
+# The README's screenshots of the explain page, taken by the browser test (needs chromium)
+explain-figure: $(STAMP)
+	SUPERPOSE_REQUIRE_BROWSER=1 SUPERPOSE_EXPLAIN_SCREENSHOTS=docs/figures \
+	  $(BIN)/python -m pytest tests/test_explain_browser.py -q -k screenshots
 
 # The emergence experiment (issue 6): three model sizes, then calibration on mixed prompts.
 emergence: $(STAMP)
