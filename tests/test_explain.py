@@ -225,3 +225,24 @@ def test_page_numbers_are_exact_fractions_in_float64(demo):
     assert len(as_fractions) >= 0.95 * len(texts)
     assert all(Fraction(t).denominator <= 12 for t in as_fractions)
     assert np.isfinite([float(Fraction(t)) for t in as_fractions]).all()
+
+
+@pytest.mark.parametrize("sharpness, reason", [(3.0, "too low"), (1e38, "rounding of the tally")])
+def test_a_page_without_a_bound_says_why(demo, sharpness, reason):
+    """float32 at a low sharpness (soft attention breaks the snaps) or beyond float32's range (overflow)."""
+    page = demo["dir"] / f"sharpness-{sharpness:g}.html"
+    code, out, err = call("explain", *demo["files"], "-o", str(page), "--dtype", "float32",
+                          "--sharpness", str(sharpness), "--force")
+    assert code == 0, err
+    data = data_of(page.read_text(encoding="utf-8"))
+    assert data["outputs"]["status"] == "no_bound" and data["outputs"]["bound"]["total"] is None
+    code, report, _ = call("run", *demo["files"], "--json", "--dtype", "float32", "--sharpness", str(sharpness))
+    report = json.loads(report)
+    assert data["outputs"]["no_bound_reason"] == report["no_bound_reason"]
+    assert data["outputs"]["query"]["model"] == report["predictions"][-1]["model"]
+    assert reason in report["no_bound_reason"]
+    if sharpness > 1e30:   # the scores overflow: the output is NaN, shown as "not finite"
+        assert all(p is None for p in data["outputs"]["query"]["model"])
+        assert "query answer: not finite (the model's output overflowed)" in out
+    else:
+        assert data["outputs"]["max_abs_error"] > 1e-3

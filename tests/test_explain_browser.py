@@ -218,3 +218,31 @@ def test_a_long_two_slot_prompt_is_summarised_in_the_browser(browser, tmp_path):
         assert page.locator(".tok.gap").count() == 1
     finally:
         opened.page.close()
+
+
+@pytest.mark.parametrize("case", ["no examples", "overflow"])
+def test_edge_cases_render_without_errors(browser, tmp_path, case):
+    """A prompt with no example (the prior 1/K everywhere) and a float32 run whose output overflows."""
+    from superpose import Prompt, build
+    from superpose.verify.explain import page_data, render
+
+    tasks = digit_tasks()
+    if case == "no examples":
+        prompt, dtype, sharpness = Prompt([], query=[3]), "float64", 50.0
+    else:
+        prompt, dtype, sharpness = mixed_prompt(tasks, counts=(1, 1, 1)), "float32", 1e38
+    model = build(tasks, max_examples=prompt.n_examples, sharpness=sharpness)
+    path = tmp_path / "edge.html"
+    path.write_text(render(page_data(model, prompt, dtype)), encoding="utf-8")
+    opened = Opened(browser, path)
+    try:
+        assert opened.errors == [] and [c for c in opened.console if c[0] in ("error", "warning")] == []
+        assert opened.page.locator("section.layer").count() == 7
+        status = opened.page.locator("#status").inner_text()
+        if case == "no examples":
+            assert status == "within the bound" and "prior 1/K" in opened.page.locator("#shares").inner_text()
+        else:
+            assert status == "no bound"
+            assert "not finite (the model's output overflowed)" in opened.page.locator("#bound").inner_text()
+    finally:
+        opened.page.close()

@@ -72,8 +72,11 @@ def _cmd_explain(args) -> int:
     size = write_page(args.output, render(data), force=args.force, inputs=inputs)
     out = data["outputs"]
     q = out["query"]
-    answer = ", ".join(f"{q['token_names'][v]} {p:.6g}" for v, p in enumerate(q["model"])
-                       if p is None or abs(p) > data["tolerance"])
+    if any(p is None for p in q["model"]):
+        answer = "not finite (the model's output overflowed)"
+    else:
+        answer = ", ".join(f"{q['token_names'][v]} {p:.6g}" for v, p in enumerate(q["model"])
+                           if abs(p) > data["tolerance"])
     shown = "" if data["hidden"] is None else \
         f"; summarised: {len(data['shown'])} of {data['T']} positions shown (readable up to {data['readable_tokens']})"
     print(f"wrote {args.output} ({size / 1024:.0f} KiB): {data['T']} tokens, 7 layers, "

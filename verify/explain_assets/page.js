@@ -34,6 +34,7 @@
     return Math.abs(w) >= 1e-3 ? w.toFixed(4) : w.toExponential(2);
   }
   function plural(n, word) { return `${n} ${word}${n === 1 ? "" : "s"}`; }
+  function errorText(x) { return x === null || x === undefined ? "not finite (the model's output overflowed)" : sci(x); }
 
   const tasks = data.tasks.tasks;
   const shown = data.shown;                               // positions on the page, in order
@@ -76,7 +77,7 @@
       el("p", {},
         el("span", { class: `status ${out.status}`, id: "status", text: statusText[out.status] || out.status }),
         ` max |model − analytic| over all ${plural(out.n_predictions, "prediction position")}: `,
-        el("b", { text: sci(out.max_abs_error) }),
+        el("b", { text: errorText(out.max_abs_error) }),
         out.bound.total !== null && out.bound.total !== undefined ? `; error bound ${sci(out.bound.total)}.` : "."),
     );
     if (hidden) {
@@ -270,11 +271,11 @@
     const rest = names.length - listed.length;
     const restMax = Math.max(0, ...names.map((_, v) => v).filter((v) => !listed.includes(v)).map((v) => Math.abs(q.model[v])));
     const bound = out.bound;
+    const measured = `max |model − analytic| over all ${plural(out.n_predictions, "prediction position")}: ${errorText(out.max_abs_error)}`;
     const boundText = out.status === "no_bound"
-      ? `No error bound: ${out.no_bound_reason}`
+      ? `No error bound: ${out.no_bound_reason}. Measured ${measured}.`
       : `Error bound at this length (sharpness ${data.model.sharpness}, ${data.dtype}): ${sci(bound.total)} = leak ${sci(bound.leak, 1)} + rounding ${sci(bound.rounding, 1)}; `
-        + `max |model − analytic| over all ${plural(out.n_predictions, "prediction position")}: ${sci(out.max_abs_error)} `
-        + (out.status === "within_bound" ? "(within the bound)." : "(NOT within the bound).");
+        + `${measured} ` + (out.status === "within_bound" ? "(within the bound)." : "(NOT within the bound).");
 
     // every prediction position shown: the in-context learning curve
     const used = names.map((_, v) => v).filter((v) => out.predictions.some((p) =>
