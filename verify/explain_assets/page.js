@@ -58,7 +58,8 @@
     }[tok.role];
     return `position ${t} '${tok.name}': ${role}`;
   }
-  function tokenLabel(t) { return t === "gap" ? "…" : `${t} ${tokenAt.get(t).name}`; }
+  function short(name, n = 8) { return name.length > n ? name.slice(0, n - 1) + "…" : name; }
+  function tokenLabel(t) { return t === "gap" ? "…" : `${t} ${short(tokenAt.get(t).name)}`; }
 
   // --- header -------------------------------------------------------------------------------
   function header() {
@@ -162,7 +163,9 @@
     const nk = columns.length, nq = shown.length;
     const c = Math.max(5, Math.min(11, Math.floor(480 / nk)));
     const labels = c >= 9;
-    const left = labels ? 58 : 30, top = labels ? 58 : 24;
+    // room for the longest axis label (10px monospace: about 6px a character; the column labels are turned 60°)
+    const longest = Math.max(...columns.map((k) => (labels ? tokenLabel(k) : String(k)).length));
+    const left = Math.ceil(10 + 6.2 * longest), top = Math.ceil(12 + 5.4 * longest);
     const width = left + nk * c + 2, height = top + nq * c + 2;
     const node = svg("svg", { class: "heatmap", width, height, viewBox: `0 0 ${width} ${height}`,
       "data-layer": layer.number, "data-head": head.index, role: "img",
