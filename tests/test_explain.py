@@ -246,3 +246,32 @@ def test_a_page_without_a_bound_says_why(demo, sharpness, reason):
         assert "query answer: not finite (the model's output overflowed)" in out
     else:
         assert data["outputs"]["max_abs_error"] > 1e-3
+
+
+def test_answers_of_several_tokens(tmp_path):
+    """Two-token answers with one token of the query's answer generated: roles, sites and numbers as run --json."""
+    from superpose import Task, TaskSet
+
+    tasks = TaskSet(6, 1, [Task("word", 0, [[0, 1], [2, 3], [4, 5], [1, 1], [0, 0], [0, 0]]),
+                           Task("other", 0, [[0, 3], [2, 0], [5, 5], [1, 0], [0, 0], [0, 0]])], answer_length=2)
+    prompt = Prompt([Example([0], [0, 1]), Example([1], [2, 3]), Example([3], [1, 0])], [0], query_prefix=[0])
+    files = write_json(tmp_path / "t.json", tasks.to_json()), write_json(tmp_path / "p.json", prompt.to_json())
+    code, _, err = call("explain", *files, "-o", str(tmp_path / "page.html"))
+    assert code == 0, err
+    data = data_of((tmp_path / "page.html").read_text(encoding="utf-8"))
+    report = json.loads(call("run", *files, "--json", "--dtype", "float64")[1])
+    # BOS, then (input, ARROW, answer 0, answer 1) per example, then the query's input, ARROW, prefix
+    assert data["T"] == 1 + 3 * 4 + 3 == len(data["tokens"])
+    assert [(t["role"], t.get("answer_token")) for t in data["tokens"][1:5]] == \
+        [("input", None), ("arrow", None), ("answer", 0), ("answer", 1)]
+    assert data["tokens"][-1] == {"t": 15, "id": 0, "name": "0", "role": "answer", "example": "query", "answer_token": 0}
+    # a prediction at each example's ARROW and first answer token, then the query's ARROW and its prefix token
+    assert [(p["example"], p["answer_token"], p["t"]) for p in data["outputs"]["predictions"]] == \
+        [(0, 0, 2), (0, 1, 3), (1, 0, 6), (1, 1, 7), (2, 0, 10), (2, 1, 11), ("query", 0, 14), ("query", 1, 15)]
+    assert [p["model"] for p in data["outputs"]["predictions"]] == [p["model"] for p in report["predictions"]]
+    # both tasks' answers to 0 start with 0: word says 1 (share 2/3), other says 3 (1/3)
+    q = data["outputs"]["query"]
+    assert q["answers"] == [1, 3] and q["prefix"] == ["0"]
+    assert q["analytic"] == pytest.approx([0, 2 / 3, 0, 1 / 3, 0, 0], abs=1e-15)
+    assert [len(layer["heads"]) for layer in data["layers"]] == \
+        [spec.n_heads(tasks) for spec in LAYER_SPECS]

@@ -220,17 +220,23 @@ def test_a_long_two_slot_prompt_is_summarised_in_the_browser(browser, tmp_path):
         opened.page.close()
 
 
-@pytest.mark.parametrize("case", ["no examples", "overflow"])
+@pytest.mark.parametrize("case", ["no examples", "overflow", "two-token answers"])
 def test_edge_cases_render_without_errors(browser, tmp_path, case):
-    """A prompt with no example (the prior 1/K everywhere) and a float32 run whose output overflows."""
-    from superpose import Prompt, build
+    """A prompt with no example (the prior 1/K everywhere), a float32 run whose output overflows, and
+    answers of two tokens with the query's first answer token generated."""
+    from superpose import Example, Prompt, Task, TaskSet, build
     from superpose.verify.explain import page_data, render
 
     tasks = digit_tasks()
     if case == "no examples":
         prompt, dtype, sharpness = Prompt([], query=[3]), "float64", 50.0
-    else:
+    elif case == "overflow":
         prompt, dtype, sharpness = mixed_prompt(tasks, counts=(1, 1, 1)), "float32", 1e38
+    else:
+        tasks = TaskSet(6, 1, [Task("word", 0, [[0, 1], [2, 3], [4, 5], [1, 1], [0, 0], [0, 0]]),
+                               Task("other", 0, [[0, 3], [2, 0], [5, 5], [1, 0], [0, 0], [0, 0]])], answer_length=2)
+        prompt = Prompt([Example([0], [0, 1]), Example([3], [1, 0])], [0], query_prefix=[0])
+        dtype, sharpness = "float64", 50.0
     model = build(tasks, max_examples=prompt.n_examples, sharpness=sharpness)
     path = tmp_path / "edge.html"
     path.write_text(render(page_data(model, prompt, dtype)), encoding="utf-8")
@@ -241,6 +247,11 @@ def test_edge_cases_render_without_errors(browser, tmp_path, case):
         status = opened.page.locator("#status").inner_text()
         if case == "no examples":
             assert status == "within the bound" and "prior 1/K" in opened.page.locator("#shares").inner_text()
+        elif case == "two-token answers":
+            assert status == "within the bound"
+            assert "answer so far 0" in opened.page.locator("#output").inner_text()
+            for spec in LAYER_SPECS:
+                assert opened.page.locator(f"#layer-{spec.number} svg.heatmap").count() == spec.n_heads(tasks)
         else:
             assert status == "no bound"
             assert "not finite (the model's output overflowed)" in opened.page.locator("#bound").inner_text()

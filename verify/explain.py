@@ -101,8 +101,8 @@ def readable_label(model: SuperposeModel, label: str) -> str:
     if not index:
         return label
     tasks, parts = model.tasks, index.rstrip("]").split(",")
-    by_task = {"match_raw", "match", "vote", "mix"}
-    by_token = {"slot": 1, "out": 0, "token": 0}
+    by_task = {"match_raw", "match", "vote", "mix", "ok"}
+    by_token = {"slot": 1, "cslot": 1, "back": 1, "out": 0, "token": 0}
     if name in by_task and parts[0].isdigit():
         parts[0] = tasks.tasks[int(parts[0])].name
     if name in by_token and len(parts) > by_token[name] and parts[by_token[name]].isdigit():
@@ -113,7 +113,11 @@ def readable_label(model: SuperposeModel, label: str) -> str:
 # --- which positions are shown ---------------------------------------------------------------
 
 def token_roles(model: SuperposeModel, prompt: Prompt) -> list[dict]:
-    """One entry per position: id, name, role (BOS, input, arrow, answer), example index, slot."""
+    """One entry per position: id, name, role (BOS, input, arrow, answer), example index, slot or answer token.
+
+    For answers of several tokens, ``answer_token`` j counts from 0 (the token after the ARROW);
+    the query's answer tokens are the ones generated so far (``query_prefix``).
+    """
     tasks = model.tasks
     tokens = tokenize(tasks, prompt)
     n, s = tasks.example_length, tasks.slots
@@ -127,8 +131,12 @@ def token_roles(model: SuperposeModel, prompt: Prompt) -> list[dict]:
             entry["example"] = i if i < prompt.n_examples else "query"
             if offset < s:
                 entry["role"], entry["slot"] = "input", offset
+            elif offset == s:
+                entry["role"] = "arrow"
             else:
-                entry["role"] = "arrow" if offset == s else "answer"
+                entry["role"] = "answer"
+                if tasks.answer_length > 1:
+                    entry["answer_token"] = offset - s - 1
         roles.append(entry)
     return roles
 
@@ -145,11 +153,11 @@ def shown_positions(model: SuperposeModel, prompt: Prompt, limit: int = READABLE
     (True, [0, 34, 35], 92)
     """
     tasks = model.tasks
-    T = tasks.prompt_length(prompt.n_examples)
+    T = tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))
     if T <= limit:
         return list(range(T))
     n, m = tasks.example_length, prompt.n_examples
-    query = tasks.slots + 1
+    query = tasks.slots + 1 + len(prompt.query_prefix)
     last = max(0, (limit - 1 - query) // n)       # examples that fit beside BOS and the query
     start = 1 + (m - last) * n
     return [0, *range(start, T)]
@@ -233,7 +241,7 @@ def _shares(model: SuperposeModel, prompt: Prompt, shown_examples: set[int]) -> 
                 votes[k] += Fraction(1, len(fits))
         if i in shown_examples:
             listed.append({"index": i, "inputs": [tasks.name_of(x) for x in example.inputs],
-                           "answer": tasks.name_of(example.answer), "fits": fits,
+                           "answer": " ".join(tasks.name_of(y) for y in example.answer_tokens), "fits": fits,
                            "votes": [str(Fraction(1, len(fits))) if k in fits else "" for k in range(tasks.K)]})
     shares = task_mixture(tasks, prompt.examples)
     return {"examples": listed, "n_examples": prompt.n_examples, "consistent": consistent,
@@ -246,7 +254,7 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
     """Everything the explain page shows, as JSON-ready data (one forward pass with capture)."""
     from superpose.cli import _report
     from superpose.model import run_tokens
-    from superpose.setting import prediction_positions
+    from superpose.setting import prediction_positions, prediction_sites
 
     tasks = model.tasks
     validate_prompt(tasks, prompt, model.max_examples)
@@ -258,7 +266,7 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
     shown = shown_positions(model, prompt, limit)
     hidden = range(1, shown[1]) if len(shown) > 1 and shown[1] > 1 else range(1, 1)
     roles = token_roles(model, prompt)
-    exact = exact_values(LAYER_SPECS, tasks, tokens.tolist())
+    exact = exact_values(LAYER_SPECS, tasks, tokens.tolist(), model.conditioned)
 
     def residual(i: int) -> np.ndarray:
         r = cache["resid_pre"] if i == 0 else cache[f"layer_{i}"]["resid_post"]
@@ -288,8 +296,8 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
             "number": i, "title": spec.title, "in_words": spec.in_words,
             "attention_does": spec.attention_does, "mlp_does": spec.mlp_does,
             "reads": list(spec.reads), "writes": list(spec.writes),
-            "n_heads": spec.n_heads(tasks), "heads_formula": formula_text(spec.heads),
-            "n_units": spec.n_units(tasks), "units_formula": formula_text(spec.mlp_width),
+            "n_heads": spec.n_heads(tasks, model.conditioned), "heads_formula": formula_text(spec.heads),
+            "n_units": spec.n_units(tasks, model.conditioned), "units_formula": formula_text(spec.mlp_width),
             "heads": heads,
             "attention": _sublayer(model, middle - before, middle, shown, tol),
             "mlp": _sublayer(model, after - middle, after, shown, tol),
@@ -298,17 +306,23 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
             "exact": _exact_check(model, spec, exact_written, after),
         })
 
-    arrows = prediction_positions(tasks, prompt.n_examples).tolist()
+    prefix = len(prompt.query_prefix)
+    arrows = prediction_positions(tasks, prompt.n_examples, prefix).tolist()
+    sites = prediction_sites(tasks, prompt.n_examples, prefix)
     predictions = []
-    for i, (t, row) in enumerate(zip(arrows, report["predictions"])):
+    for t, (i, j), row in zip(arrows, sites, report["predictions"]):
         if t in shown:
-            predictions.append({"example": i if i < prompt.n_examples else "query", "t": t,
+            predictions.append({"example": i if i < prompt.n_examples else "query", "answer_token": j, "t": t,
                                 "inputs": [tasks.name_of(x) for x in prompt.inputs_at(i)],
                                 "model": row["model"], "analytic": row["analytic"],
                                 "analytic_text": [number_text(x) for x in row["analytic"]],
-                                "max_abs_error": row["max_abs_error"]})
+                                "max_abs_error": row["max_abs_error"],
+                                "exact": row.get("exact", True), "reason": row.get("reason")})
     query = report["predictions"][-1]
-    answers = [task(prompt.query) for task in tasks.tasks]
+    # the tasks' tokens at the query's last site; with a prefix, only tasks whose answer starts with it
+    full = [tasks.answer_of(task, prompt.query) for task in tasks.tasks]
+    answers = [a[prefix] if not model.conditioned or a[:prefix] == tuple(prompt.query_prefix) else None
+               for a in full]
     # the capture pass and the run --json pass are separate forward passes; say how far apart they are
     capture_vs_report = float(np.abs(np.asarray(readout[0][arrows], dtype=np.float64)
                                      - np.array([[np.nan if v is None else v for v in p["model"]]
@@ -325,7 +339,8 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
                   "slots_read": list(tasks.slots_read)},
         "model": {"layers": c.n_layers, "heads": c.n_heads, "d_model": c.d_model, "d_mlp": c.d_mlp,
                   "params": model.n_params, "context": c.n_ctx, "sharpness": model.sharpness},
-        "T": T, "n_examples": prompt.n_examples,
+        "T": T, "n_examples": prompt.n_examples, "answer_length": tasks.answer_length,
+        "conditioned": model.conditioned,
         "tokens": [roles[t] for t in shown],
         "shown": shown,
         "hidden": {"count": len(hidden), "first": hidden.start, "last": hidden.stop - 1,
@@ -335,6 +350,8 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
         "outputs": {
             "predictions": predictions,
             "query": {"t": arrows[-1], "inputs": [tasks.name_of(x) for x in prompt.query],
+                      "prefix": [tasks.name_of(x) for x in prompt.query_prefix],
+                      "exact": query.get("exact", True), "reason": query.get("reason"),
                       "model": query["model"], "analytic": query["analytic"],
                       "analytic_text": [number_text(x) for x in query["analytic"]],
                       "max_abs_error": query["max_abs_error"],

@@ -62,7 +62,7 @@ def _cmd_explain(args) -> int:
     m = args.max_examples if args.max_examples is not None else prompt.n_examples
     if 0 <= prompt.n_examples <= m:
         config = planned_config(tasks, m)
-        T = tasks.prompt_length(prompt.n_examples)
+        T = tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))
         check_memory(with_capture(estimate_for_config(config, T, 1, args.dtype), config, T, args.dtype), limit,
                      f"explaining a {T}-token prompt (every layer's attention captured)",
                      "use a shorter prompt or raise --memory-limit / SUPERPOSE_MEMORY_LIMIT")

@@ -54,7 +54,9 @@
       input: `${where}, input slot ${tok.slot}`,
       arrow: tok.example === "query" ? "the query's ARROW: the answer is read out here"
                                      : `${where}, ARROW (a prediction position)`,
-      answer: `${where}, answer`,
+      answer: tok.answer_token === undefined ? `${where}, answer`
+        : (tok.example === "query" ? `the query, answer token ${tok.answer_token} (generated so far)`
+                                   : `${where}, answer token ${tok.answer_token}`),
     }[tok.role];
     return `position ${t} '${tok.name}': ${role}`;
   }
@@ -72,8 +74,10 @@
         `Task set: d = ${data.tasks.vocab_size} content tokens, s = ${data.tasks.slots} input slot${data.tasks.slots > 1 ? "s" : ""}, `
         + `K = ${data.tasks.K} task${data.tasks.K > 1 ? "s" : ""}: ${taskList.join("; ")}.`),
       el("p", { class: "summary" },
-        `Prompt: ${plural(data.n_examples, "example")} and a query, ${data.T} tokens. Model: ${m.layers} layers, `
-        + `${plural(m.heads, "head")} per attention layer (one per input slot read), d_model ${m.d_model}, `
+        `Prompt: ${plural(data.n_examples, "example")} and a query, ${data.T} tokens`
+        + (data.answer_length > 1 ? ` (answers of ${data.answer_length} tokens, ${data.conditioned ? "conditioned on the answer so far" : "marginal variant"})` : "")
+        + `. Model: ${m.layers} layers, `
+        + `${plural(m.heads, "head")} per attention layer${data.answer_length === 1 ? " (one per input slot read)" : ""}, d_model ${m.d_model}, `
         + `${m.params.toLocaleString("en")} parameters, sharpness ${m.sharpness}, run in ${data.dtype}. `),
       el("p", {},
         el("span", { class: `status ${out.status}`, id: "status", text: statusText[out.status] || out.status }),
@@ -94,7 +98,9 @@
     node.append(el("details", { class: "howto", open: true },
       el("summary", { text: "How to read this page" }),
       el("ul", {},
-        el("li", { text: "The prompt is a row of tokens: BOS, then each example's inputs, an ARROW and its answer, then the query's inputs and its ARROW. Every ARROW is a prediction position: the model's output there is its answer given the examples before it." }),
+        el("li", { text: data.answer_length > 1
+          ? `The prompt is a row of tokens: BOS, then each example's inputs, an ARROW and its ${data.answer_length} answer tokens, then the query's inputs, its ARROW and the answer tokens generated so far. Every ARROW and every answer token but an example's last is a prediction position: the model's output there is the next answer token given the examples before it and the answer so far.`
+          : "The prompt is a row of tokens: BOS, then each example's inputs, an ARROW and its answer, then the query's inputs and its ARROW. Every ARROW is a prediction position: the model's output there is its answer given the examples before it." }),
         el("li", { text: "Each layer has an attention sublayer and an MLP. A heatmap shows one head: row = the position that looks (query), column = the position it looks at (key), darker = more weight; grey cells lie in the future (causal mask). Hover for the numbers." }),
         el("li", { text: "Below the heads, a table lists the named residual entries the sublayer writes (rows) at every position (columns). Non-zero changes are bold and coloured (blue added, red removed); “·” means no change." }),
         el("li", { text: "Click a token (or a column, or a heatmap row) to follow that position: the orange outline marks what it writes, red outlines what it reads through the heads, and a note under each layer spells both out. The query's ARROW is selected at first." }),
@@ -252,7 +258,7 @@
   function outputSection() {
     const out = data.outputs, q = out.query, names = q.token_names, tol = data.tolerance;
     const byAnswer = new Map();
-    q.answers.forEach((v, k) => byAnswer.set(v, [...(byAnswer.get(v) || []), k]));
+    q.answers.forEach((v, k) => { if (v !== null) byAnswer.set(v, [...(byAnswer.get(v) || []), k]); });
     const listed = names.map((_, v) => v).filter((v) =>
       q.analytic[v] !== 0 || q.model[v] === null || Math.abs(q.model[v]) > tol || byAnswer.has(v));
     listed.sort((a, b) => (q.analytic[b] - q.analytic[a]) || (a - b));
@@ -285,8 +291,12 @@
       p.analytic[v] !== 0 || p.model[v] === null || Math.abs(p.model[v]) > tol));
     const curveHead = el("tr", {}, el("th", { class: "left", text: "position" }), el("th", { class: "left", text: "inputs" }),
       used.map((v) => el("th", { text: names[v] })), el("th", { text: "max |error|" }));
+    const siteText = (p) => {
+      const who = p.example === "query" ? "query" : (data.answer_length > 1 ? `example ${p.example}` : "after " + plural(p.example, "example"));
+      return data.answer_length > 1 ? `${p.t} (${who}, answer token ${p.answer_token})` : `${p.t} (${who})`;
+    };
     const curveRows = out.predictions.map((p, r) => el("tr", { "data-pos": p.t },
-      el("td", { class: "left", "data-pos": p.t, "data-tip": "token", text: `${p.t} (${p.example === "query" ? "query" : "after " + plural(p.example, "example")})` }),
+      el("td", { class: "left", "data-pos": p.t, "data-tip": "token", text: siteText(p) }),
       el("td", { class: "left", text: p.inputs.join(", ") }),
       used.map((v) => {
         const value = p.model[v];
@@ -295,13 +305,19 @@
         return el("td", { style: `background: rgba(37, 99, 235, ${(0.6 * shade).toFixed(3)})`, "data-tip": "output",
           "data-row": r, "data-token": v, text });
       }),
-      el("td", { text: sci(p.max_abs_error) })));
+      el("td", { text: sci(p.max_abs_error) + (p.exact === false ? " *" : ""), title: p.reason || null })));
+    const notExact = out.predictions.some((p) => p.exact === false)
+      ? el("p", { class: "muted", text: "* Not claimed exact: an earlier example fits tasks on both sides of the answer so far, so the conditioned prediction is not the plain average of votes the construction computes (hover for the example); the bound does not apply there." })
+      : null;
     const captureNote = out.capture_vs_report
       ? ` (The layer tables come from a second forward pass with activation capture; its readout differs from these numbers by at most ${sci(out.capture_vs_report)}.)` : "";
     return el("section", { id: "output" },
       el("h2", { text: "The answer: model vs analytic prediction" }),
-      el("p", { class: "does", text: `At the query's ARROW (position ${q.t}, inputs ${q.inputs.join(", ")}) the readout of the out block is the answer distribution. `
-        + `These are the numbers \`superpose run --json\` prints for this prompt (the same function computes them).${captureNote}` }),
+      el("p", { class: "does", text: (q.prefix.length
+        ? `At the query's answer token ${q.prefix.length - 1} (position ${q.t}, inputs ${q.inputs.join(", ")}, answer so far ${q.prefix.join(" ")}) the readout of the out block is the distribution of the next answer token. `
+        : `At the query's ARROW (position ${q.t}, inputs ${q.inputs.join(", ")}) the readout of the out block is the ${data.answer_length > 1 ? "distribution of the first answer token" : "answer distribution"}. `)
+        + `These are the numbers \`superpose run --json\` prints for this prompt (the same function computes them).${captureNote}`
+        + (q.exact === false ? ` Not claimed exact here: ${q.reason}.` : "") }),
       el("div", { class: "scroll" }, el("table", { class: "plain", id: "query-output", "data-output": "query" },
         el("thead", {}, el("tr", {}, el("th", { class: "left", text: "token" }), el("th", { text: "model" }),
           el("th", { text: "analytic" }), el("th", { text: "exact" }), el("th", { text: "|error|" }),
@@ -311,7 +327,8 @@
       el("p", { id: "bound", text: boundText }),
       el("h3", { text: "Every prediction position (the in-context learning curve)" }),
       el("p", { class: "does", text: "Each row is the model's output at one ARROW, given the examples before it (probabilities to 3 digits; hover for model, analytic and error)." }),
-      el("div", { class: "scroll" }, el("table", { class: "plain curve", id: "curve" }, el("thead", {}, curveHead), el("tbody", {}, curveRows))));
+      el("div", { class: "scroll" }, el("table", { class: "plain curve", id: "curve" }, el("thead", {}, curveHead), el("tbody", {}, curveRows))),
+      notExact);
   }
 
   // --- tooltips ----------------------------------------------------------------------------------
