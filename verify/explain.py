@@ -211,7 +211,7 @@ def _sublayer(model: SuperposeModel, delta: np.ndarray, after: np.ndarray, shown
     return {"rows": rows}
 
 
-def _exact_check(model: SuperposeModel, spec, exact: dict, after: np.ndarray) -> dict:
+def _exact_check(model: SuperposeModel, exact: dict, after: np.ndarray) -> dict:
     """Max |model - exact| over the blocks the layer writes, where its spec states a value."""
     worst, positions = 0.0, set()
     for name, per_position in exact.items():
@@ -303,7 +303,7 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
             "mlp": _sublayer(model, after - middle, after, shown, tol),
             "mlp_reads": mlp_blocks,
             "mlp_inputs": [_entries(model, middle[t], mlp_blocks, tol) for t in shown],
-            "exact": _exact_check(model, spec, exact_written, after),
+            "exact": _exact_check(model, exact_written, after),
         })
 
     prefix = len(prompt.query_prefix)
