@@ -7,6 +7,7 @@
     superpose build  TASKS.json -o FILE.npz [--force] [--max-examples M] [--sharpness B] [--memory-limit SIZE]
     superpose layers [TASKS.json] [--max-examples M] [--memory-limit SIZE] [--markdown]
     superpose sweep / plot / bench / export ...              (verify/cli.py)
+    superpose explain  [TASKS.json PROMPT.json] -o PAGE.html (verify/explain_cli.py)
     superpose prove    [TASKS.json] [--only ID ...] [-v]     (proofs/cli.py)
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
@@ -52,7 +53,8 @@ from superpose.setting import (
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
 # its parsers with set_defaults(func=...) returning an exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "superpose.verify.cli", "superpose.proofs.cli", "superpose.examples.cli", "superpose.train.cli")
+    "superpose.verify.cli", "superpose.verify.explain_cli", "superpose.proofs.cli", "superpose.examples.cli",
+    "superpose.train.cli")
 
 
 class _UsageError(Exception):
