@@ -126,7 +126,8 @@ class SuperposeModel:
         if not 1 <= T <= self.max_len:
             raise PromptError(f"prompt_length: must lie in 1..{self.max_len} (the model's context), got {T}")
         return error_bound(self.tasks.K, T, n_frequencies(self.max_len), self.sharpness, dtype,
-                           arity=max(t.arity for t in self.tasks.tasks), vocab_size=self.tasks.vocab_size)
+                           arity=max(t.arity for t in self.tasks.tasks), vocab_size=self.tasks.vocab_size,
+                           example_length=self.tasks.example_length)
 
     def summary(self) -> str:
         c = self.config
