@@ -160,6 +160,7 @@ class ErrorBound:
     snap_input_error: float
     holds: bool
     exact_slots: bool = False
+    why: str = ""   # when H fails: "overflow" (scores beyond the dtype), "leak" (fails in exact arithmetic), "rounding"
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -234,7 +235,7 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     eq = 2 * (om * (1 + pi_) + pi_) + g(2) * (1 + math.sqrt(2) * (om + pi_) + 2 * om * pi_)
     es = 2 * L * (eq * (1 + pi_) + pi_ + g(2 * L) * (1 + eq) * (1 + pi_)) * beta
     score_max = beta * L * (1 + eq) * (1 + pi_) * (1 + g(2 * L))
-    out.update(es=es, overflow=not (2 * score_max < largest / 2 and 2 * beta < largest / 2))
+    out.update(es=es, overflow=largest < math.inf and not (2 * score_max < largest / 2 and 2 * beta < largest / 2))
     sig = (1 + EXP_ULPS * u) * _exp(2 * es + 2 * u * (beta * L + es) + log_lam) if log_lam > -math.inf else 0.0
     exact_slots = u > 0 and sig * (1 + g(T - 2)) < u
     ct = 0.0 if exact_slots else 2 * sig * (1 + g(T - 2))
@@ -250,7 +251,7 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
              1 - (1 - r * lt - eu) * (1 - g(npos - 1)))
     hc = K * em + g(K - 1) * K * (1 + em)
     h = max(lt, lo, zt, ze, em, hc, K * (r * ze + eu) * (1 + g(K - 1)))
-    holds = ((not out["overflow"]) and es < beta and h <= 0.25 and 2 * lo + r * zt + eu < 1
+    holds = ((not out["overflow"]) and (es < beta or u == 0) and h <= 0.25 and 2 * lo + r * zt + eu < 1
              and r * ze + eu < 0.5)
     out.update(sig=sig, ct=ct, lt=lt, zt=zt, lo=lo, ze=ze, exact_slots=exact_slots, eu=eu, em=em, hc=hc, h=h, holds=holds)
     if not holds:
@@ -306,7 +307,8 @@ def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32", *, 
                   largest=LARGEST[key])
     leak = exact["total"] * (1 + EVAL_MARGIN) if exact["holds"] else math.inf
     if not fp["holds"]:
-        return ErrorBound(leak, math.inf, math.inf, fp["h"], False, False)
+        why = "overflow" if fp["overflow"] else "leak" if not exact["holds"] else "rounding"
+        return ErrorBound(leak, math.inf, math.inf, fp["h"], False, False, why)
     total = max(fp["total"] * (1 + EVAL_MARGIN), leak)
     return ErrorBound(leak, total - leak, total, fp["h"], True, bool(fp["exact_slots"]))
 

@@ -67,19 +67,14 @@ def no_bound_reason(bound: ErrorBound, K: int, T: int, sharpness: float, dtype: 
     """Why ``error_bound`` gives no bound (``bound.holds`` is false), in words, with what to change."""
     wider = " or use --dtype float64" if dtype == "float32" else ""
     largest = float(np.finfo(dtype).max)
-    if 2 * sharpness > largest:
-        return (f"sharpness {sharpness:g} overflows {dtype} (scores reach 2 x sharpness; the largest {dtype} is "
-                f"{largest:.3g}): lower --sharpness{wider}")
+    if bound.why == "overflow" or 2 * sharpness > largest:
+        return (f"sharpness {sharpness:g} overflows {dtype} (look-back scores reach about 2 L x sharpness; the "
+                f"largest {dtype} is {largest:.3g}): lower --sharpness{wider}")
     if not math.isfinite(bound.leak):
         return (f"sharpness {sharpness:g} is too low for K = {K} and {T} tokens: soft attention leaks more "
                 f"than 1/4 into the snapped values even in exact arithmetic (raise --sharpness)")
-    if not bound.snap_input_error <= 0.25:
-        return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
-                f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt or a lower "
-                f"--sharpness{wider})")
-    return (f"{dtype} rounding of the tally's scores (of size 2 x sharpness = {2 * sharpness:g}) may make the "
-            f"weights of the consistent examples differ by a factor of 2 or more, so the tally is no longer "
-            f"an average of the votes (lower --sharpness{wider})")
+    return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
+            f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt{wider})")
 
 
 def _finite(x: float) -> float | None:
