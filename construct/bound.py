@@ -47,26 +47,34 @@ Look-back heads (layers 1, 2, 6)
   over a window of ``T`` consecutive offsets around 0 (it does not grow with T;
   ``<= (T-1) e^{-2 beta}``). The factor ``e^{2u(beta L + es)}`` is the rounding of
   ``s - max s`` before ``exp``.
-* A row of the output: the target entry ``>= 1 - lt``, ``lt = 1 - (1-u)/((1+sig)(1+gamma(T-1)))``;
-  the other entries add up to ``<= lo = sig (1+gamma(T-1))(1+u)``; every entry and every
-  row sum ``<= 1 + ze``, ``ze = (1+gamma(T-1))(1+u)/(1-gamma(T-1)-T eta) - 1``.
-* If moreover ``sig (1 + gamma(T-2)) < u``, the target entry is exactly 1 (absorption):
-  the *exact regime*, in which the query's slots are exact bits (``exact_slots``).
+* A row of the output at a position with a target: the weights' sums err by at most
+  ``et = gamma(T-2) sig + min(gamma(T-1)(1 + 2 sig), sig (1 + gamma(T-2)))`` (one weight is exactly 1
+  and every rounding on its path errs by at most the small sum it adds), so the target entry
+  is ``>= 1 - lt``, ``lt = 1 - (1-u)/(1 + sig + et)``, and ``<= 1 + zt``,
+  ``zt = (1+et)(1+u)/(1-et) - 1``; the other entries add up to ``<= lo = sig (1+gamma(T-2))(1+u)``;
+  the row sums to ``<= 1 + rs``, ``rs = (1+u)(1 + et + gamma(T-2) sig)/(1-et) - 1``. Before a head's
+  target exists (``t < D``) an entry and a row sum are ``<= 1 + ze``,
+  ``ze = (1+gamma(T-1))(1+u)/(1-gamma(T-1)-T eta) - 1``.
+* If moreover ``sig (1 + gamma(T-2)) < u``, the target entry is exactly 1 (absorption:
+  ``lt = zt = et = 0``): the *exact regime*, in which the query's slots are exact bits
+  (``exact_slots``).
 
 Layers 1-4: the flags are bit-exact under H
 -------------------------------------------
 Layer 2's unit of task k and inputs w: ``relu(slot.. + token[G_k(w)] + is_answer - (r+1))``
-errs by ``eu = gamma(r+2)(2r + 3 + r ze)``; at most ``np_ = 1 + r(d-1)`` units per task can
-be non-zero at an answer, so ``match_raw`` is within
+errs by ``eu = gamma(r+2)(2r + 3 + r max(ze, zt))``; at most ``np_ = 1 + r(d-1)`` units per task
+can be non-zero at an answer (those that miss the example's inputs in at most one slot), and
+a slot entry above 1 adds ``ex = r zt + r(d-1)(r-1) zt + np_ eu`` in all, so ``match_raw`` is within
 
-    em = max( ((1+ze)^r - (1-lt)^r + np_(r ze + eu))(1 + gamma(np_-1)),
-              ((1+ze)^r + np_(r ze + eu))(1 + gamma(np_-1)) - 1,
+    em = max( ((1+rs)^r - (1-lt)^r + ex)(1 + gamma(np_-1)),
+              ((1+rs)^r + ex)(1 + gamma(np_-1)) - 1,
               1 - (1 - r lt - eu)(1 - gamma(np_-1)) )
 
 of its bit there, and in ``[0, r ze + eu]`` elsewhere; the count ``sum_k match_raw`` is
 within ``hc = K em + gamma(K-1) K (1+em)`` of the integer ``C``. Hypothesis **H** is
-``h = max(lt, lo, ze, em, hc, K(r ze + eu)(1+gamma(K-1))) <= 1/4`` (with ``es < beta``
-and no overflow). Under H, in floating point, ``is_answer``, ``match``, ``count_is``,
+``h = max(lt, lo, zt, ze, em, hc, K(r ze + eu)(1+gamma(K-1))) <= 1/4``, with ``es < beta``,
+``2 lo + r zt + eu < 1``, ``r ze + eu < 1/2`` and no overflow (``4 beta L (1+eq)(1+pi_)(1+gamma(2L))``
+below the largest float). Under H, in floating point, ``is_answer``, ``match``, ``count_is``,
 ``valid`` and ``vote`` are *exactly* what hard attention gives (``vote = fl(1/C)``): the
 snap and the trapezoid compute their pre-activations without rounding on the flat parts
 (lemma B4), so the tally's scores are exactly ``fl(2 beta)``, ``fl(beta)`` and 0.
@@ -196,7 +204,7 @@ def positional_leak(beta: float, L: int, T: int) -> float:
     """``exp(log_positional_leak(beta, L, T))``; see there.
 
     >>> round(positional_leak(5.0, 12, 4096) / math.exp(-10), 3)   # ~ 1 + a little: one offset 2^11 at gap 2
-    1.008
+    1.034
     """
     value = log_positional_leak(beta, L, T)
     return math.exp(value) if value > -745 else (0.0 if value == -math.inf else 5e-324)
@@ -238,22 +246,25 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     out.update(es=es, overflow=largest < math.inf and not (2 * score_max < largest / 2 and 2 * beta < largest / 2))
     sig = (1 + EXP_ULPS * u) * _exp(2 * es + 2 * u * (beta * L + es) + log_lam) if log_lam > -math.inf else 0.0
     exact_slots = u > 0 and sig * (1 + g(T - 2)) < u
-    ct = 0.0 if exact_slots else 2 * sig * (1 + g(T - 2))
-    lt = 1 - (1 - u) / (1 + ct)
-    zt = (1 + ct) * (1 + u) - 1 if ct > 0 else 0.0
-    lo = sig * (1 + g(T - 1)) * (1 + u)
-    ze = (1 + g(T - 1)) * (1 + u) / (1 - g(T - 1) - T * eta) - 1
+    et = 0.0 if exact_slots else g(T - 2) * sig + min(g(T - 1) * (1 + 2 * sig), sig * (1 + g(T - 2)))
+    lt = 0.0 if exact_slots else (sig + et + u) / (1 + sig + et)          # = 1 - (1-u)/(1+sig+et)
+    zt = 0.0 if exact_slots else (2 * et + u + et * u) / (1 - et)         # = (1+et)(1+u)/(1-et) - 1
+    rs = (u + 2 * et + g(T - 2) * sig + u * (et + g(T - 2) * sig)) / (1 - et)  # (1+u)(1+et+g sig)/(1-et) - 1
+    lo = sig * (1 + g(T - 2)) * (1 + u)
+    ze = (2 * g(T - 1) + u + g(T - 1) * u + T * eta) / (1 - g(T - 1) - T * eta)  # (1+g)(1+u)/(1-g-T eta) - 1
     eu = g(r + 2) * (2 * r + 3 + r * max(ze, zt))
     npos = 1 + r * (d - 1)
     ex = r * zt + r * (d - 1) * (r - 1) * zt + npos * eu
-    em = max(((1 + lo) ** r - (1 - lt) ** r + ex) * (1 + g(npos - 1)),
-             ((1 + lo) ** r + ex) * (1 + g(npos - 1)) - 1,
-             1 - (1 - r * lt - eu) * (1 - g(npos - 1)))
+    up = math.expm1(r * math.log1p(rs))                       # (1+rs)^r - 1
+    down = -math.expm1(r * math.log1p(-lt))                   # 1 - (1-lt)^r
+    em = max((up + down + ex) * (1 + g(npos - 1)),            # ((1+rs)^r - (1-lt)^r + ex)(1+g)
+             (up + ex) * (1 + g(npos - 1)) + g(npos - 1),     # ((1+rs)^r + ex)(1+g) - 1
+             r * lt + eu + g(npos - 1) * (1 - r * lt - eu))   # 1 - (1 - r lt - eu)(1 - g)
     hc = K * em + g(K - 1) * K * (1 + em)
     h = max(lt, lo, zt, ze, em, hc, K * (r * ze + eu) * (1 + g(K - 1)))
     holds = ((not out["overflow"]) and (es < beta or u == 0) and h <= 0.25 and 2 * lo + r * zt + eu < 1
              and r * ze + eu < 0.5)
-    out.update(sig=sig, ct=ct, lt=lt, zt=zt, lo=lo, ze=ze, exact_slots=exact_slots, eu=eu, em=em, hc=hc, h=h, holds=holds)
+    out.update(sig=sig, et=et, lt=lt, zt=zt, rs=rs, lo=lo, ze=ze, exact_slots=exact_slots, eu=eu, em=em, hc=hc, h=h, holds=holds)
     if not holds:
         return out
 
@@ -262,19 +273,21 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     Nm = max(0, T // n - 1)
     nv = Nm + 1
     s0 = (T - 1) * bp
-    D0 = 1.0 if (u > 0 and s0 * (1 + g(T - 2)) < u) else (1 + s0) * (1 + g(T - 1))
-    E0 = max((1 + u) ** 2 - 1, 1 - (1 - u) ** 2 / D0)
+    D0m1 = 0.0 if (u > 0 and s0 * (1 + g(T - 2)) < u) else s0 + g(T - 1) + s0 * g(T - 1)   # D0 - 1
+    E0 = max(2 * u + u * u, (D0m1 + 2 * u - u * u) / (1 + D0m1))   # max((1+u)^2 - 1, 1 - (1-u)^2/D0)
     Em, Dl = E0, 0.0
     if Nm >= 1:
         s1 = bp + (T - 2) * cp
         absorbed = u > 0 and s1 * (1 + g(T - 2)) < u
-        Dp = 1.0 if absorbed else (1 + s1) * (1 + g(T - 1))
-        E1 = (max((1 + u) ** 2 * (1 + g(nv - 1)) - 1, 1 - (1 - u) ** 2 * (1 - g(nv - 1)) / Dp)
-              + bp * (1 + u) ** 3 * (1 + g(nv - 1)))
+        Dpm1 = 0.0 if absorbed else s1 + g(T - 1) + s1 * g(T - 1)            # Dp - 1
+        gv = g(nv - 1)
+        E1 = (max(2 * u + u * u + (1 + u) ** 2 * gv,                          # (1+u)^2 (1+gv) - 1
+                  (Dpm1 + 2 * u - u * u + (1 - u) ** 2 * gv) / (1 + Dpm1))    # 1 - (1-u)^2 (1-gv)/Dp
+              + bp * (1 + u) ** 3 * (1 + gv))
         Em = max(E1, E0)
         if u > 0:
-            D1 = 0.0 if absorbed else (1 + bp * (1 + u) ** 2) * (1 + g(nv - 1)) * (1 + u) - 1
-            D2 = ((1 - 1 / (2 * Nm)) * (1 + u) + bp * (1 + u) ** 2) * (1 + g(nv - 1)) * (1 + u) - 1
+            D1 = 0.0 if absorbed else (1 + bp * (1 + u) ** 2) * (1 + gv) * (1 + u) - 1
+            D2 = ((1 - 1 / (2 * Nm)) * (1 + u) + bp * (1 + u) ** 2) * (1 + gv) * (1 + u) - 1
             Dl = max(0.0, D1, D2)
     esp = 0.0 if (exact_slots or u == 0) else 17 / 4 * g(2) + u * (1 + 17 / 4 * g(2))
     e7 = r * esp + g(r + 1) * (r + 2 + Dl + r * esp)
