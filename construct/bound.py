@@ -128,6 +128,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -286,14 +287,19 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
               + bp * (1 + u) ** 3 * (1 + gv))
         Em = max(E1, E0)
         if u > 0:
-            D1 = 0.0 if absorbed else (1 + bp * (1 + u) ** 2) * (1 + gv) * (1 + u) - 1
-            D2 = ((1 - 1 / (2 * Nm)) * (1 + u) + bp * (1 + u) ** 2) * (1 + gv) * (1 + u) - 1
+            # (1 + q)(1 + gv)(1 + u) - 1 in exact rational arithmetic (D2 is a small difference), rounded up
+            gF, uF = Fraction(gv), Fraction(u)
+            grow = lambda q: q + gF + uF + q * gF + q * uF + gF * uF + q * gF * uF  # noqa: E731
+            up = lambda x: math.nextafter(float(x), math.inf) if x > 0 else 0.0  # noqa: E731
+            A = Fraction(bp) * (1 + uF) ** 2
+            D1 = 0.0 if absorbed else up(grow(A))
+            D2 = up(grow(uF + A - (1 + uF) / (2 * Nm)))      # q = (1 - 1/(2Nm))(1+u) + A - 1
             Dl = max(0.0, D1, D2)
     esp = 0.0 if (exact_slots or u == 0) else 17 / 4 * g(2) + u * (1 + 17 / 4 * g(2))
     e7 = r * esp + g(r + 1) * (r + 2 + Dl + r * esp)
     stray_possible = Dl > 0 or (r >= 2 and esp > 0)
     st = Dl + (r - 1) * esp + g(r) * (r + 1 + Dl + (r - 1) * esp) if stray_possible else 0.0
-    th = st - Dl
+    th = (r - 1) * esp + g(r) * (r + 1 + Dl + (r - 1) * esp) if stray_possible else 0.0   # = st - Dl
     tasks_with_strays = 1 if 2 * (1 - th) > 1 + Em else K
     Sst = r * (d - 1) * st * tasks_with_strays
     no = K + (r * (d - 1) * tasks_with_strays if st > 0 else 0)
