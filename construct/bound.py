@@ -55,6 +55,7 @@ Look-back heads (layers 1, 2, 6)
   the row sums to ``<= 1 + rs``, ``rs = (1+u)(1 + et + gamma(T-2) sig)/(1-et) - 1``. Before a head's
   target exists (``t < D``) an entry and a row sum are ``<= 1 + ze``,
   ``ze = (1+gamma(T-1))(1+u)/(1-gamma(T-1)-T eta) - 1``.
+* (If ``sig`` or ``et`` exceeds 1/4, H below fails; ``h`` is then reported as ``max(sig, et)``.)
 * If moreover ``sig (1 + gamma(T-2)) < u``, the target entry is exactly 1 (absorption:
   ``lt = zt = et = 0``): the *exact regime*, in which the query's slots are exact bits
   (``exact_slots``).
@@ -248,6 +249,9 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     sig = (1 + EXP_ULPS * u) * _exp(2 * es + 2 * u * (beta * L + es) + log_lam) if log_lam > -math.inf else 0.0
     exact_slots = u > 0 and sig * (1 + g(T - 2)) < u
     et = 0.0 if exact_slots else g(T - 2) * sig + min(g(T - 1) * (1 + 2 * sig), sig * (1 + g(T - 2)))
+    if not (sig <= 0.25 and et <= 0.25):   # H fails (lo >= sig, lt >= et/2): keep the rest finite
+        out.update(sig=sig, et=et, exact_slots=False, h=max(sig, et), holds=False)
+        return out
     lt = 0.0 if exact_slots else (sig + et + u) / (1 + sig + et)          # = 1 - (1-u)/(1+sig+et)
     zt = 0.0 if exact_slots else (2 * et + u + et * u) / (1 - et)         # = (1+et)(1+u)/(1-et) - 1
     rs = (u + 2 * et + g(T - 2) * sig + u * (et + g(T - 2) * sig)) / (1 - et)  # (1+u)(1+et+g sig)/(1-et) - 1

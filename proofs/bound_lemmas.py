@@ -132,6 +132,8 @@ def transcribed_bound(K, T, L, beta, dtype: str | None, r, d, n, log_lam) -> dic
     sig = (1 + 4 * u) * mpmath.exp(2 * es + 2 * u * (beta * L + es) + F(log_lam))
     exact = u > 0 and sig * (1 + g(T - 2)) < u
     et = F(0) if exact else g(T - 2) * sig + min(g(T - 1) * (1 + 2 * sig), sig * (1 + g(T - 2)))
+    if not (sig <= F(1) / 4 and et <= F(1) / 4):
+        return {"h": max(sig, et), "holds": False, "exact_slots": False}
     lt = F(0) if exact else 1 - (1 - u) / (1 + sig + et)
     zt = F(0) if exact else (1 + et) * (1 + u) / (1 - et) - 1
     rs = (1 + u) * (1 + et + g(T - 2) * sig) / (1 - et) - 1
