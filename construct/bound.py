@@ -273,9 +273,20 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     if not holds:
         return out
 
+    out.update(_output_error(K, T, beta, r, d, max(0, T // n - 1), u, uc, exact_slots))
+    return out
+
+
+def _output_error(K: int, T: int, beta: float, r: int, d: int, Nm: int, u: float, uc: float,
+                  exact_slots: bool) -> dict:
+    """Layers 5-7 and the readout, given bit-exact flags: the tally, the output units, the final sum.
+
+    ``Nm`` bounds the number of valid answers before a prediction position; ``exact_slots`` says
+    whether the query's slots are exact bits.
+    """
+    g = lambda m: _gamma(m, u)  # noqa: E731
     bp = _exp(-beta * (1 - uc)) * (1 + EXP_ULPS * u)
     cp = _exp(-2 * beta * (1 - uc)) * (1 + EXP_ULPS * u)
-    Nm = max(0, T // n - 1)
     nv = Nm + 1
     s0 = (T - 1) * bp
     D0m1 = 0.0 if (u > 0 and s0 * (1 + g(T - 2)) < u) else s0 + g(T - 1) + s0 * g(T - 1)   # D0 - 1
@@ -308,8 +319,7 @@ def _formula(K: int, T: int, L: int, beta: float, r: int, d: int, n: int, u: flo
     Sst = r * (d - 1) * st * tasks_with_strays
     no = K + (r * (d - 1) * tasks_with_strays if st > 0 else 0)
     total = Em + K * e7 + Sst + g(no - 1) * (1 + Em + K * e7 + Sst)
-    out.update(bp=bp, cp=cp, Nm=Nm, E0=E0, Em=Em, Dl=Dl, esp=esp, e7=e7, st=st, Sst=Sst, no=no, total=total)
-    return out
+    return dict(bp=bp, cp=cp, Nm=Nm, E0=E0, Em=Em, Dl=Dl, esp=esp, e7=e7, st=st, Sst=Sst, no=no, total=total)
 
 
 def error_bound(K: int, T: int, L: int, beta: float, dtype: str = "float32", *, arity: int,
@@ -356,3 +366,46 @@ def sharpness_threshold(K: int, T: int, L: int, dtype: str = "float32", *, arity
         mid = (low + high) / 2
         low, high = (low, mid) if ok(mid) else (mid, high)
     return high
+
+
+def certify(model, prompt, dtype: str = "float32") -> dict:
+    """A posteriori bound for one prompt (``superpose run --certify``).
+
+    Runs ``prompt`` once more with the activations captured and checks that every flag the proof
+    needs is *exactly* its hard-attention value at every position (``is_answer``, ``match``,
+    ``count_is``, ``valid``; ``vote = fl(1/C)``) and that the query's slots are exact bits at every
+    prediction position. Then only layers 5-7 can err, and the part of the proof for them gives
+    ``certified_bound``, with the number of consistent examples of this prompt in place of its
+    worst case and with no hypothesis on the look-back heads (it holds even where ``error_bound``
+    gives no bound). Returns ``{"certified": bool, "bound": float | None, "consistent_examples": N,
+    "reason": str}``.
+    """
+    from superpose.model import run_tokens
+    from superpose.setting import prediction_positions, tokenize
+
+    from .build import LAYER_SPECS
+    from .spec import exact_values
+
+    tasks = model.tasks
+    tokens = tokenize(tasks, prompt)
+    T = len(tokens)
+    _, cache = run_tokens(model, tokens[None, :], dtype, capture=True)
+    want = exact_values(LAYER_SPECS, tasks, tokens)
+    lay = model.layout
+    checks = [(1, "is_answer", slice(None)), (3, "match", slice(None)), (3, "count_is", slice(None)),
+              (3, "valid", slice(None)), (4, "vote", slice(None)),
+              (6, "slot", prediction_positions(tasks, prompt.n_examples))]
+    for layer, block, where in checks:
+        got = np.asarray(cache[f"layer_{layer}"]["resid_post"][0][:, lay[block].slice])[where]
+        exact = want[layer - 1][block]
+        rows = range(T) if isinstance(where, slice) else where
+        expected = np.array([np.asarray(exact[t], dtype=object).reshape(-1).astype(float) for t in rows])
+        if not np.array_equal(got.reshape(len(expected), -1), expected.astype(dtype)):
+            return {"certified": False, "bound": None, "consistent_examples": None,
+                    "reason": f"layer {layer}'s {block} is not bit-exact in this run"}
+    N = int(sum(float(v) for v in want[2]["valid"]))
+    u = unit_roundoff(dtype)
+    r = max(t.arity for t in tasks.tasks)
+    out = _output_error(tasks.K, T, model.sharpness, r, tasks.vocab_size, N, u, u if dtype == "float32" else 0.0, True)
+    return {"certified": True, "bound": out["total"] * (1 + EVAL_MARGIN), "consistent_examples": N,
+            "reason": "every flag bit-exact; layers 5-7 bounded for this prompt's consistent examples"}

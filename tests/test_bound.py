@@ -255,3 +255,39 @@ def test_bound_grows_with_prompt_length():
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-s", "-q"]))
+
+
+# ------------------------------------------------------------------ a posteriori: superpose run --certify
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_certified_bound_checks_the_flags_of_the_run(dtype):
+    from superpose.construct.bound import certify
+
+    tasks = _two_slot_tasks()
+    prompt = random_prompt(tasks, 12, np.random.default_rng(5), noise=0.2)
+    for beta, expect in ((50.0, True), (0.3, False)):
+        model = build(tasks, max_examples=12, sharpness=beta)
+        cert = certify(model, prompt, dtype)
+        assert cert["certified"] == expect, cert["reason"]
+        if expect:
+            error = float(np.abs(model.run(prompt, dtype)[0] - predict(tasks, prompt)).max())
+            a_priori = model.error_bound(dtype, prompt_length=tasks.prompt_length(12)).total
+            assert error <= cert["bound"] <= a_priori
+        else:
+            assert cert["bound"] is None and "not bit-exact" in cert["reason"]
+
+
+def test_run_certify_reports_the_certificate(tmp_path, capsys):
+    import json
+
+    from superpose.cli import main
+
+    tasks = _two_slot_tasks()
+    (tmp_path / "t.json").write_text(json.dumps(tasks.to_json()))
+    prompt = random_prompt(tasks, 6, np.random.default_rng(1))
+    (tmp_path / "p.json").write_text(json.dumps(prompt.to_json()))
+    assert main(["run", str(tmp_path / "t.json"), str(tmp_path / "p.json"), "--certify", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["certificate"]["certified"] and report["max_abs_error"] <= report["certificate"]["bound"]
+    assert main(["run", str(tmp_path / "t.json"), str(tmp_path / "p.json"), "--certify"]) == 0
+    assert "Certified bound (this run: every flag bit-exact" in capsys.readouterr().out
