@@ -20,6 +20,7 @@ from superpose.setting import (
     TaskSetError,
     WeightsFileError,
     prediction_positions,
+    prediction_sites,
     tokenize,
 )
 from superpose.construct import ErrorBound, ModelConfig, SuperposeModel, build, d_model_formula, error_bound
@@ -30,7 +31,7 @@ from superpose.files import OutputFileError
 from superpose.resources import ResourceError
 
 __all__ = [
-    "Task", "TaskSet", "Example", "Prompt", "tokenize", "prediction_positions",
+    "Task", "TaskSet", "Example", "Prompt", "tokenize", "prediction_positions", "prediction_sites",
     "build", "SuperposeModel", "ModelConfig", "run", "predict", "task_mixture",
     "error_bound", "ErrorBound", "d_model_formula", "save", "load",
     "SuperposeError", "TaskSetError", "PromptError", "BuildError", "WeightsFileError", "InputFileError",

@@ -43,6 +43,7 @@ from superpose.setting import (
     TaskSet,
     load_json_file,
     prediction_positions,
+    prediction_sites,
     tokenize,
     validate_prompt,
 )
@@ -88,7 +89,7 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     Deterministic: the same input gives byte-identical JSON. Run times are added under
     ``"timing"`` only when ``timing`` is true.
     """
-    from superpose.verify.sweep import prefix_predictions
+    from superpose.verify.analytic import predict, separable
 
     start = time.perf_counter()
     with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported below, not warned about
@@ -98,24 +99,38 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
 
             validate_prompt(model.tasks, prompt, model.max_examples)
             readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
-            outputs = readout[prediction_positions(model.tasks, prompt.n_examples)]
+            outputs = readout[prediction_positions(model.tasks, prompt.n_examples, len(prompt.query_prefix))]
         else:
             outputs = model.run([prompt], dtype=dtype)[0]
     seconds = time.perf_counter() - start
-    expected, _ = prefix_predictions(model.tasks, prompt)  # O(m K), the same numbers as analytic.predict
-    T = model.tasks.prompt_length(prompt.n_examples)
+    tasks = model.tasks
+    expected = predict(tasks, prompt, mode="conditioned" if model.conditioned else "marginal")
+    T = tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))
     bound = model.error_bound(dtype, prompt_length=T)
+    # answers of several tokens: the conditioned model is exact where the mixture is separable
+    claims = separable(tasks, prompt) if model.conditioned else [(True, "")] * len(expected)
     errors = np.abs(outputs - expected).max(axis=1)
-    worst = float(errors.max()) if np.isfinite(errors).all() else math.inf
+    exact = np.array([ok for ok, _ in claims])
+    claimed = errors[exact]
+    worst = float(claimed.max()) if claimed.size and np.isfinite(claimed).all() else (0.0 if not claimed.size
+                                                                                          else math.inf)
     predictions = []
-    for i, (out, ana, err) in enumerate(zip(outputs, expected, errors)):
-        predictions.append({
-            "example": i,
+    sites = prediction_sites(tasks, prompt.n_examples, len(prompt.query_prefix))
+    for (i, j), out, ana, err, (ok, why) in zip(sites, outputs, expected, errors, claims):
+        entry = {"example": i}
+        if tasks.answer_length > 1:
+            entry["answer_token"] = j
+        entry.update({
             "model": [_finite(x) for x in out],
             "analytic": [float(x) for x in ana],
             "max_abs_error": _finite(err),
-            "bound": bound.total if bound.holds else None,
+            "bound": bound.total if bound.holds and ok else None,
         })
+        if tasks.answer_length > 1:
+            entry["exact"] = bool(ok)
+            if not ok:
+                entry["reason"] = why
+        predictions.append(entry)
     if not bound.holds:
         status, reason = "no_bound", no_bound_reason(bound, model.tasks.K, T, model.sharpness, dtype)
     else:

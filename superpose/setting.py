@@ -104,6 +104,9 @@ def _require_token(value: Any, where: str, vocab_size: int, error: type[Superpos
     return token
 
 
+#: Longest answer, in tokens (``answer_length``): each answer position adds heads and units.
+MAX_ANSWER_LENGTH = 16
+
 #: Largest total number of input combinations ``sum_k d^(r_k)`` a task set may have. The
 #: construction spends one hidden unit per combination in layers 2 and 7 (and a table of
 #: that many entries is held in memory), so larger task sets are refused up front.
@@ -183,19 +186,31 @@ def _thaw(table: Any) -> Any:
     return [_thaw(x) for x in table] if isinstance(table, tuple) else table
 
 
-def _check_table(table: Any, depth: int, d: int, where: str) -> Any:
-    """Validate a nested table of ``depth`` levels of length ``d`` with token leaves; return nested tuples."""
+def _check_answer(answer: Any, where: str, d: int, length: int, error: type[SuperposeError]) -> Any:
+    """A token (``length`` 1) or a list of ``length`` tokens (returned as a tuple)."""
+    if length == 1:
+        return _require_token(answer, where, d, error)
+    if isinstance(answer, (str, bytes, dict)) or not isinstance(answer, (Sequence, np.ndarray)):
+        raise error(f"{where}: expected a list of {length} answer tokens (answer_length = {length}), "
+                    f"got {_short(answer)}")
+    if len(answer) != length:
+        raise error(f"{where}: has {len(answer)} answer tokens, expected answer_length = {length}")
+    return tuple(_require_token(y, f"{where}[{j}]", d, error) for j, y in enumerate(answer))
+
+
+def _check_table(table: Any, depth: int, d: int, where: str, answer_length: int = 1) -> Any:
+    """Validate a nested table of ``depth`` levels of length ``d`` whose leaves are answers; return nested tuples."""
     if depth == 0:
-        return _require_token(table, where, d, TaskSetError)
+        return _check_answer(table, where, d, answer_length, TaskSetError)
     if not isinstance(table, tuple):
         level = "a list of tokens" if depth == 1 else f"a list nested {depth} deep"
         raise TaskSetError(f"{where}: expected {level} (one entry per content token), got {table!r:.60}")
     if len(table) != d:
         raise TaskSetError(f"{where}: has length {len(table)}, expected vocab_size = {d}")
-    return tuple(_check_table(x, depth - 1, d, f"{where}[{i}]") for i, x in enumerate(table))
+    return tuple(_check_table(x, depth - 1, d, f"{where}[{i}]", answer_length) for i, x in enumerate(table))
 
 
-def _check_task(task: Any, k: int, d: int, s: int) -> Task:
+def _check_task(task: Any, k: int, d: int, s: int, answer_length: int = 1) -> Task:
     if not isinstance(task, Task):
         raise TaskSetError(f"tasks[{k}]: expected a Task, got {type(task).__name__}")
     if len(task.slots) == 0:
@@ -209,7 +224,7 @@ def _check_task(task: Any, k: int, d: int, s: int) -> Task:
             raise TaskSetError(f"{field_name}: {a} is outside 0..{s - 1} (slots = {s})")
     if len(set(slots)) != len(slots):
         raise TaskSetError(f"{field_name}: {list(slots)} repeats a slot; a task reads distinct slots")
-    table = _check_table(task.table, len(slots), d, f"tasks[{k}].table")
+    table = _check_table(task.table, len(slots), d, f"tasks[{k}].table", answer_length)
     return Task(task.name, slots, table)
 
 
@@ -231,11 +246,15 @@ class TaskSet:
     slots: int
     tasks: tuple[Task, ...]
     token_names: tuple[str, ...] | None = None
+    answer_length: int = 1   # tokens per answer (A); tables' leaves are lists of A tokens when A > 1
 
     def __init__(self, vocab_size: int, slots: int, tasks: Sequence[Task],
-                 token_names: Sequence[str] | None = None):
+                 token_names: Sequence[str] | None = None, answer_length: int = 1):
         d = _require_int(vocab_size, "vocab_size", TaskSetError)
         s = _require_int(slots, "slots", TaskSetError)
+        A = _require_int(answer_length, "answer_length", TaskSetError)
+        if not 1 <= A <= MAX_ANSWER_LENGTH:
+            raise TaskSetError(f"answer_length: must lie in 1..{MAX_ANSWER_LENGTH}, got {A}")
         if d < 1:
             raise TaskSetError(f"vocab_size: must be at least 1, got {d}")
         if s < 1:
@@ -252,7 +271,7 @@ class TaskSet:
         if total > MAX_TABLE_ENTRIES:
             raise TaskSetError(f"tasks: the tables hold sum_k d^r_k = {total:,} entries, more than the limit of "
                                f"{MAX_TABLE_ENTRIES:,} (MAX_TABLE_ENTRIES)")
-        checked = [_check_task(task, k, d, s) for k, task in enumerate(tasks)]
+        checked = [_check_task(task, k, d, s, A) for k, task in enumerate(tasks)]
         if token_names is not None:
             if isinstance(token_names, (str, bytes)) or not isinstance(token_names, Sequence) \
                     or len(token_names) != d or not all(isinstance(n, str) for n in token_names):
@@ -268,6 +287,7 @@ class TaskSet:
         object.__setattr__(self, "slots", s)
         object.__setattr__(self, "tasks", tuple(checked))
         object.__setattr__(self, "token_names", token_names)
+        object.__setattr__(self, "answer_length", A)
 
     @property
     def K(self) -> int:
@@ -280,8 +300,13 @@ class TaskSet:
 
     @property
     def example_length(self) -> int:
-        """n = s + 2 positions per example: s inputs, ARROW, answer."""
-        return self.slots + 2
+        """n = s + 1 + A positions per example: s inputs, ARROW, A answer tokens."""
+        return self.slots + 1 + self.answer_length
+
+    def answer_of(self, task: Task, inputs: Any) -> tuple[int, ...]:
+        """Task's answer on ``inputs`` as a tuple of ``answer_length`` tokens."""
+        answer = task(inputs)
+        return answer if isinstance(answer, tuple) else (answer,)
 
     @property
     def bos(self) -> int:
@@ -304,15 +329,26 @@ class TaskSet:
             return "->"
         return self.token_names[token] if self.token_names else str(token)
 
-    def prompt_length(self, n_examples: int) -> int:
-        """Tokens in a prompt with ``n_examples`` examples and a query: ``(m+1)(s+2)``."""
+    def prompt_length(self, n_examples: int, prefix_length: int = 0) -> int:
+        """Tokens in a prompt with ``n_examples`` examples and a query with ``prefix_length`` answer
+        tokens after its ARROW: ``1 + m n + s + 1 + prefix`` (``(m+1)(s+2)`` for one-token answers)."""
+        p = _require_int(prefix_length, "prefix_length", PromptError)
+        if not 0 <= p < self.answer_length:
+            raise PromptError(f"prefix_length: must lie in 0..{self.answer_length - 1}, got {p}")
         m = _require_int(n_examples, "n_examples", PromptError)
         if m < 0:
             raise PromptError(f"n_examples: must be >= 0, got {m}")
-        return (m + 1) * self.example_length
+        return 1 + m * self.example_length + self.slots + 1 + p
+
+    def max_prompt_length(self, n_examples: int) -> int:
+        """The longest prompt with ``n_examples`` examples: a query with ``answer_length - 1`` answer
+        tokens generated (the context a model built for ``n_examples`` examples needs)."""
+        return self.prompt_length(n_examples, self.answer_length - 1)
 
     def to_json(self) -> dict:
         data = {"vocab_size": self.vocab_size, "slots": self.slots, "tasks": [t.to_json() for t in self.tasks]}
+        if self.answer_length > 1:
+            data["answer_length"] = self.answer_length
         if self.token_names is not None:
             data["token_names"] = list(self.token_names)
         return data
@@ -326,7 +362,8 @@ class TaskSet:
         """
         if not isinstance(data, dict):
             raise TaskSetError(f"task set: expected a JSON object, got {type(data).__name__}")
-        _check_keys(data, ("vocab_size", "slots", "tasks", "token_names"), ("vocab_size", "slots", "tasks"),
+        _check_keys(data, ("vocab_size", "slots", "tasks", "token_names", "answer_length"),
+                    ("vocab_size", "slots", "tasks"),
                     "task set", TaskSetError)
         raw_tasks = data["tasks"]
         if not isinstance(raw_tasks, list):
@@ -345,7 +382,7 @@ class TaskSet:
             if not isinstance(t["table"], list):
                 raise TaskSetError(f"tasks[{k}].table: expected a list of tokens")
             tasks.append(Task(t.get("name", f"task{k}"), t["slot"] if "slot" in t else t["slots"], t["table"]))
-        return cls(data["vocab_size"], data["slots"], tasks, data.get("token_names"))
+        return cls(data["vocab_size"], data["slots"], tasks, data.get("token_names"), data.get("answer_length", 1))
 
 
 def _token_tuple(tokens: Any, where: str) -> tuple:
@@ -357,24 +394,33 @@ def _token_tuple(tokens: Any, where: str) -> tuple:
 
 @dataclass(frozen=True)
 class Example:
-    """One in-context example: ``s`` input tokens and the answer token."""
+    """One in-context example: ``s`` input tokens and the answer: a token, or a list of
+    ``answer_length`` tokens when the task set's answers are longer than one token."""
 
     inputs: tuple[int, ...]
-    answer: int
+    answer: Any
 
-    def __init__(self, inputs: Sequence[int], answer: int):
+    def __init__(self, inputs: Sequence[int], answer: Any):
         object.__setattr__(self, "inputs", _token_tuple(inputs, "inputs"))
-        object.__setattr__(self, "answer", answer)
+        is_tokens = not isinstance(answer, (str, bytes, dict, set)) and isinstance(answer, (Sequence, np.ndarray))
+        object.__setattr__(self, "answer", tuple(answer) if is_tokens else answer)
+
+    @property
+    def answer_tokens(self) -> tuple:
+        """The answer as a tuple of tokens (one token for one-token answers)."""
+        return self.answer if isinstance(self.answer, tuple) else (self.answer,)
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """In-context examples followed by a query (its inputs only)."""
+    """In-context examples followed by a query: its inputs and, for answers of several tokens,
+    the answer tokens generated so far (``query_prefix``, fewer than ``answer_length``)."""
 
     examples: tuple[Example, ...] = field(default_factory=tuple)
     query: tuple[int, ...] = ()
+    query_prefix: tuple[int, ...] = ()
 
-    def __init__(self, examples: Sequence[Example], query: Sequence[int]):
+    def __init__(self, examples: Sequence[Example], query: Sequence[int], query_prefix: Sequence[int] = ()):
         if isinstance(examples, (str, bytes, dict, set, Example)) or not isinstance(examples, Iterable):
             raise PromptError(f"examples: expected a list of Example, got {type(examples).__name__}")
         examples = tuple(examples)
@@ -383,6 +429,7 @@ class Prompt:
                 raise PromptError(f"examples[{i}]: expected an Example(inputs, answer), got {type(example).__name__}")
         object.__setattr__(self, "examples", examples)
         object.__setattr__(self, "query", _token_tuple(query, "query"))
+        object.__setattr__(self, "query_prefix", _token_tuple(query_prefix, "query_prefix"))
 
     @property
     def n_examples(self) -> int:
@@ -393,17 +440,22 @@ class Prompt:
         return self.examples[i].inputs if i < len(self.examples) else self.query
 
     def to_json(self) -> dict:
-        return {
-            "examples": [{"inputs": list(e.inputs), "answer": e.answer} for e in self.examples],
+        data = {
+            "examples": [{"inputs": list(e.inputs), "answer": list(e.answer) if isinstance(e.answer, tuple)
+                          else e.answer} for e in self.examples],
             "query": list(self.query),
         }
+        if self.query_prefix:
+            data["query_prefix"] = list(self.query_prefix)
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> "Prompt":
-        """Parse ``{"examples": [{"inputs": [...], "answer": y}, ...], "query": [...]}``."""
+        """Parse ``{"examples": [{"inputs": [...], "answer": y}, ...], "query": [...]}`` (answers of several
+        tokens are lists; optionally ``"query_prefix": [...]``, answer tokens already generated)."""
         if not isinstance(data, dict):
             raise PromptError(f"prompt: expected a JSON object, got {type(data).__name__}")
-        _check_keys(data, ("examples", "query"), ("examples", "query"), "prompt", PromptError)
+        _check_keys(data, ("examples", "query", "query_prefix"), ("examples", "query"), "prompt", PromptError)
         raw = data["examples"]
         if not isinstance(raw, list):
             raise PromptError("examples: expected a list of example objects")
@@ -417,7 +469,9 @@ class Prompt:
             examples.append(Example(e["inputs"], e["answer"]))
         if not isinstance(data["query"], list):
             raise PromptError("query: expected a list of tokens")
-        return cls(examples, data["query"])
+        if not isinstance(data.get("query_prefix", []), list):
+            raise PromptError("query_prefix: expected a list of tokens")
+        return cls(examples, data["query"], data.get("query_prefix", []))
 
 
 def validate_prompt(tasks: TaskSet, prompt: Prompt, max_examples: int | None = None) -> None:
@@ -432,15 +486,21 @@ def validate_prompt(tasks: TaskSet, prompt: Prompt, max_examples: int | None = N
         for j, x in enumerate(inputs):
             _require_token(x, f"{where}[{j}]", d, PromptError)
 
+    A = tasks.answer_length
     for i, example in enumerate(prompt.examples):
         check_inputs(example.inputs, f"examples[{i}].inputs")
-        _require_token(example.answer, f"examples[{i}].answer", d, PromptError)
+        _check_answer(example.answer, f"examples[{i}].answer", d, A, PromptError)
     check_inputs(prompt.query, "query")
+    if len(prompt.query_prefix) >= A:
+        raise PromptError(f"query_prefix: has {len(prompt.query_prefix)} tokens; the answer has {A} "
+                          f"(answer_length), so at most {A - 1} may be given")
+    for j, y in enumerate(prompt.query_prefix):
+        _require_token(y, f"query_prefix[{j}]", d, PromptError)
     if max_examples is not None and prompt.n_examples > max_examples:
         raise PromptError(
             f"examples: prompt has {prompt.n_examples} examples "
-            f"({tasks.prompt_length(prompt.n_examples)} tokens); the model was built for at most "
-            f"{max_examples} ({tasks.prompt_length(max_examples)} tokens)"
+            f"({tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))} tokens); the model was built "
+            f"for at most {max_examples} ({tasks.max_prompt_length(max_examples)} tokens)"
         )
 
 
@@ -451,16 +511,28 @@ def tokenize(tasks: TaskSet, prompt: Prompt) -> np.ndarray:
     for example in prompt.examples:
         ids.extend(example.inputs)
         ids.append(tasks.arrow)
-        ids.append(example.answer)
+        ids.extend(example.answer_tokens)
     ids.extend(prompt.query)
     ids.append(tasks.arrow)
+    ids.extend(prompt.query_prefix)
     return np.asarray(ids, dtype=np.int32)
 
 
-def prediction_positions(tasks: TaskSet, n_examples: int) -> np.ndarray:
-    """Positions of the ARROW tokens of a prompt with ``n_examples`` examples, query last."""
+def prediction_sites(tasks: TaskSet, n_examples: int, prefix_length: int = 0) -> list[tuple[int, int]]:
+    """``(example, answer_token)`` of every prediction position, in order: for each example the ARROW
+    (answer token 0) and its first ``A - 1`` answer tokens (tokens 1..A-1); for the query (example
+    ``n_examples``) the ARROW and its ``prefix_length`` generated tokens. One site per example for
+    one-token answers."""
+    sites = [(i, j) for i in range(n_examples) for j in range(tasks.answer_length)]
+    return sites + [(n_examples, j) for j in range(prefix_length + 1)]
+
+
+def prediction_positions(tasks: TaskSet, n_examples: int, prefix_length: int = 0) -> np.ndarray:
+    """Token positions of the prediction sites (``prediction_sites``), query last: the ARROW of each
+    example and the answer tokens that precede another answer token."""
     n = tasks.example_length
-    return np.asarray([i * n + tasks.slots + 1 for i in range(n_examples + 1)], dtype=np.int64)
+    return np.asarray([i * n + tasks.slots + 1 + j for i, j in prediction_sites(tasks, n_examples, prefix_length)],
+                      dtype=np.int64)
 
 
 class _DuplicateKey(Exception):

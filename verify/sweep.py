@@ -44,7 +44,7 @@ from superpose.construct.build import build
 from superpose.files import atomic_write
 from superpose.model import pad_params
 from superpose.setting import InputFileError, Prompt, SuperposeError, TaskSet, prediction_positions, tokenize
-from superpose.verify.analytic import consistent_tasks, output_distribution
+from superpose.verify.analytic import predict, task_mixture
 from superpose.verify.batched import Item, ShardedRunner, padded_shape
 from superpose.verify.calibration import answer_distribution, calibration_kl
 from superpose.verify.sampling import MIXTURES, mixture_shares, random_task_set, realized_counts, sample_prompt
@@ -189,22 +189,8 @@ def preset(name: str, seed: int = 0) -> list[SweepConfig]:
 # The prediction at every prefix, in O(m K) exact arithmetic.
 
 def prefix_predictions(tasks: TaskSet, prompt: Prompt) -> tuple[np.ndarray, list[Fraction]]:
-    """The analytic prediction at every prediction position (float64 ``[m+1, d]``) and the
-    mixture at the query, exactly as ``superpose.verify.analytic.predict`` computes them but
-    with the votes accumulated once (``predict`` recounts each prefix: O(m^2 K))."""
-    votes = [Fraction(0)] * tasks.K
-    n_consistent = 0
-    rows: list[list[float]] = []
-    for i in range(prompt.n_examples + 1):
-        mixture = [v / n_consistent for v in votes] if n_consistent else [Fraction(1, tasks.K)] * tasks.K
-        rows.append([float(x) for x in output_distribution(tasks, mixture, prompt.inputs_at(i))])
-        if i < prompt.n_examples:
-            fits = consistent_tasks(tasks, prompt.examples[i])
-            if fits:
-                n_consistent += 1
-                for k in fits:
-                    votes[k] += Fraction(1, len(fits))
-    return np.asarray(rows, dtype=np.float64), mixture
+    """The analytic prediction at every prediction position (float64) and the mixture at the query."""
+    return predict(tasks, prompt), task_mixture(tasks, prompt.examples)
 
 
 # ---------------------------------------------------------------------------------------------
