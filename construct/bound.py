@@ -387,6 +387,9 @@ def certify(model, prompt, dtype: str = "float32") -> dict:
     from .spec import exact_values
 
     tasks = model.tasks
+    if tasks.answer_length != 1:
+        return {"certified": False, "bound": None, "consistent_examples": None,
+                "reason": "answers of several tokens: the proof covers one-token answers only"}
     tokens = tokenize(tasks, prompt)
     T = len(tokens)
     _, cache = run_tokens(model, tokens[None, :], dtype, capture=True)
