@@ -130,7 +130,8 @@ class SuperposeModel:
             raise PromptError(f"prompt_length: must lie in 1..{self.max_len} (the model's context), got {T}")
         r, A, L = max(t.arity for t in self.tasks.tasks), self.tasks.answer_length, n_frequencies(self.max_len)
         if A == 1:
-            return error_bound(self.tasks.K, T, L, self.sharpness, dtype, arity=r, vocab_size=self.tasks.vocab_size)
+            return error_bound(self.tasks.K, T, L, self.sharpness, dtype, arity=r, vocab_size=self.tasks.vocab_size,
+                               example_length=self.tasks.example_length)
         return _long_answer_bound(error_bound, self.tasks.K, T, L, self.sharpness, dtype, r + A, self.tasks.vocab_size)
 
     def summary(self) -> str:

@@ -3,7 +3,7 @@
     superpose demo   [--dtype float32|float64] [--json] [--timing]
     superpose run    TASKS.json PROMPT.json [--dtype ...] [--json] [--timing] [--weights FILE.npz]
                      [--max-examples M] [--sharpness B] [--executor standard|chunked] [--block B]
-                     [--memory-limit SIZE]
+                     [--certify] [--memory-limit SIZE]
     superpose build  TASKS.json -o FILE.npz [--force] [--max-examples M] [--sharpness B] [--memory-limit SIZE]
     superpose layers [TASKS.json] [--max-examples M] [--memory-limit SIZE] [--markdown]
     superpose sweep / plot / bench / export ...              (verify/cli.py)
@@ -70,19 +70,14 @@ def no_bound_reason(bound: ErrorBound, K: int, T: int, sharpness: float, dtype: 
     """Why ``error_bound`` gives no bound (``bound.holds`` is false), in words, with what to change."""
     wider = " or use --dtype float64" if dtype == "float32" else ""
     largest = float(np.finfo(dtype).max)
-    if 2 * sharpness > largest:
-        return (f"sharpness {sharpness:g} overflows {dtype} (scores reach 2 x sharpness; the largest {dtype} is "
-                f"{largest:.3g}): lower --sharpness{wider}")
+    if bound.why == "overflow" or 2 * sharpness > largest:
+        return (f"sharpness {sharpness:g} overflows {dtype} (look-back scores reach about 2 L x sharpness; the "
+                f"largest {dtype} is {largest:.3g}): lower --sharpness{wider}")
     if not math.isfinite(bound.leak):
         return (f"sharpness {sharpness:g} is too low for K = {K} and {T} tokens: soft attention leaks more "
                 f"than 1/4 into the snapped values even in exact arithmetic (raise --sharpness)")
-    if not bound.snap_input_error <= 0.25:
-        return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
-                f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt or a lower "
-                f"--sharpness{wider})")
-    return (f"{dtype} rounding of the tally's scores (of size 2 x sharpness = {2 * sharpness:g}) may make the "
-            f"weights of the consistent examples differ by a factor of 2 or more, so the tally is no longer "
-            f"an average of the votes (lower --sharpness{wider})")
+    return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
+            f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt{wider})")
 
 
 def _finite(x: float) -> float | None:
@@ -90,7 +85,7 @@ def _finite(x: float) -> float | None:
 
 
 def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "standard", block: int = 256,
-            timing: bool = False) -> dict:
+            timing: bool = False, certify: bool = False) -> dict:
     """Model vs analytic prediction at every prediction position (the ``--json`` object).
 
     Deterministic: the same input gives byte-identical JSON. Run times are added under
@@ -157,6 +152,12 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     }
     if reason is not None:
         report["no_bound_reason"] = reason
+    if certify:  # a posteriori: every flag bit-exact in this run, then the tight bound for this prompt
+        from superpose.construct.bound import certify as certify_run
+
+        report["certificate"] = certify_run(model, prompt, dtype)
+        if report["certificate"]["certified"] and not worst <= report["certificate"]["bound"]:
+            report["status"] = "bound_violated"
     if timing:
         report["timing"] = {"run_seconds": seconds}
     return report
@@ -205,6 +206,10 @@ def _print_table(model: SuperposeModel, prompt: Prompt, report: dict) -> None:
     print(f"Model: {c.n_layers} layers, {c.n_heads} head{'s' if c.n_heads > 1 else ''} per attention layer "
           f"(one per input slot read), d_model {c.d_model}, "
           f"{model.n_params:,} parameters, context {c.n_ctx} tokens")
+    if "certificate" in report:
+        c = report["certificate"]
+        print(f"Certified bound (this run: every flag bit-exact, {c['consistent_examples']} consistent examples): "
+              f"{c['bound']:.3e}" if c["certified"] else f"Not certified: {c['reason']}")
     if report["status"] == "within_bound":
         print("Result: the model's output is within the bound of the analytic prediction.")
     elif report["status"] == "no_bound":
@@ -280,7 +285,8 @@ def _cmd_run(args) -> int:
     tasks = _load_tasks(args.tasks, limit)
     prompt = _load_prompt(args.prompt, limit)
     model = _model_for(tasks, prompt, args, limit)
-    report = _report(model, prompt, args.dtype, args.executor, args.block, timing=args.timing)
+    report = _report(model, prompt, args.dtype, args.executor, args.block, timing=args.timing,
+                     certify=args.certify)
     if args.json:
         _print_json(report)
     else:
@@ -377,6 +383,8 @@ def _parser() -> _Parser:
                      help="standard: superpose.model; chunked: block-wise attention (superpose.verify.chunked), "
                           "memory linear in the prompt length")
     run.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+    run.add_argument("--certify", action="store_true",
+                     help="check in this run that every flag is bit-exact and report the bound certified for this prompt")
     add_memory_option(run)
     run.set_defaults(func=_cmd_run)
 
