@@ -10,13 +10,13 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples prove emergence figures bench clean
+.PHONY: install demo test examples notebooks explain explain-figure prove emergence figures bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(BIN)/python -m pip install --quiet -e ".[test,plot,lens]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plot,lens,notebook]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -32,6 +32,21 @@ prove: $(STAMP)
 
 examples: $(STAMP)
 	$(BIN)/superpose examples
+
+# Every example as an executed notebook (jupytext + nbclient), figures beside them; build/ is not committed.
+notebooks: $(STAMP)
+	mkdir -p build/notebooks
+	$(BIN)/superpose examples --notebooks build/notebooks --force
+
+# The explain page for the demo (open build/explain/demo.html in a browser)
+explain: $(STAMP)
+	mkdir -p build/explain
+	$(BIN)/superpose explain -o build/explain/demo.html --force
+
+# The README's screenshots of the explain page, taken by the browser test (needs chromium)
+explain-figure: $(STAMP)
+	SUPERPOSE_REQUIRE_BROWSER=1 SUPERPOSE_EXPLAIN_SCREENSHOTS=docs/figures \
+	  $(BIN)/python -m pytest tests/test_explain_browser.py -q -k screenshots
 
 # The emergence experiment (issue 6): three model sizes, then calibration on mixed prompts.
 emergence: $(STAMP)

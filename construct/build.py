@@ -50,12 +50,14 @@ DEFAULT_SHARPNESS = 50.0
 DEFAULT_MAX_EXAMPLES = 64
 
 
-def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES) -> ModelConfig:
+def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES, conditioned: bool = True) -> ModelConfig:
     """The shapes ``build(tasks, max_examples)`` produces, computed from the specs without building
     any weights (O(1) work, so memory can be estimated before a build is attempted).
 
     ``n_heads = S`` (distinct slots read, >= 1), ``d_model = 2d + S d + 5K + 2L + 5``,
-    ``d_head = max(2L, d, K)``, ``d_mlp`` = the widest layer's stated width. Every build
+    ``d_head = max(2L, d, K)`` (plus 1 for answers of several tokens: the anchored and gated
+    heads score one more term, copy ARROW too, and the tally also reads ``ok``), ``d_mlp`` =
+    the widest layer's stated width (for ``A > 1`` tokens per answer see the layer specs). Every build
     checks that its weights have exactly these shapes.
 
     >>> from superpose import Task, TaskSet
@@ -69,13 +71,13 @@ def planned_config(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES) -> 
     if m < 0:
         raise BuildError(f"max_examples: must be >= 0, got {m}")
     max_len = tasks.max_prompt_length(m)
-    d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
+    d, K, L, A = tasks.vocab_size, tasks.K, n_frequencies(max_len), tasks.answer_length
     return ModelConfig(
         n_layers=len(LAYER_SPECS),
-        n_heads=max(1, max(spec.n_heads(tasks) for spec in LAYER_SPECS)),
-        d_model=d_model_formula(d, len(tasks.slots_read), K, max_len),
-        d_head=max(2 * L, d, K),
-        d_mlp=max(1, max(spec.n_units(tasks) for spec in LAYER_SPECS)),
+        n_heads=max(1, max(spec.n_heads(tasks, conditioned) for spec in LAYER_SPECS)),
+        d_model=d_model_formula(d, len(tasks.slots_read), K, max_len, A),
+        d_head=max(2 * L, d, K) + int(A > 1),
+        d_mlp=max(1, max(spec.n_units(tasks, conditioned) for spec in LAYER_SPECS)),
         n_vocab=tasks.n_tokens, n_ctx=max_len, d_out=d)
 
 
@@ -96,6 +98,7 @@ class SuperposeModel:
     params: dict[str, Any]
     layers: tuple[Layer, ...] = field(repr=False, default=())
     cache: dict = field(default_factory=dict, repr=False, compare=False)  # device arrays per dtype
+    conditioned: bool = True   # answers of several tokens: condition on the answer so far (else marginal)
 
     @property
     def residual_labels(self) -> list[str]:
@@ -125,13 +128,38 @@ class SuperposeModel:
         T = self.max_len if prompt_length is None else _require_int(prompt_length, "prompt_length", PromptError)
         if not 1 <= T <= self.max_len:
             raise PromptError(f"prompt_length: must lie in 1..{self.max_len} (the model's context), got {T}")
-        return error_bound(self.tasks.K, T, n_frequencies(self.max_len), self.sharpness, dtype,
-                           arity=max(t.arity for t in self.tasks.tasks), vocab_size=self.tasks.vocab_size)
+        r, A, L = max(t.arity for t in self.tasks.tasks), self.tasks.answer_length, n_frequencies(self.max_len)
+        if A == 1:
+            return error_bound(self.tasks.K, T, L, self.sharpness, dtype, arity=r, vocab_size=self.tasks.vocab_size,
+                               example_length=self.tasks.example_length)
+        return _long_answer_bound(error_bound, self.tasks.K, T, L, self.sharpness, dtype, r + A, self.tasks.vocab_size)
 
     def summary(self) -> str:
         c = self.config
         return (f"{c.n_layers} layers, {c.n_heads} heads/layer, d_model {c.d_model}, d_head {c.d_head}, "
                 f"d_mlp {c.d_mlp}, context {c.n_ctx} tokens, {self.n_params:,} parameters")
+
+
+def _long_answer_bound(error_bound, K: int, T: int, L: int, beta: float, dtype: str, arity: int, d: int):
+    """The bound for answers of A > 1 tokens (a sketch, like the rounding part of the one-token bound).
+
+    Differences from one-token answers, each covered by an over-estimate: (1) the anchored
+    look-back heads of layer 1 leak at most ``e^{-beta} + (T-2) e^{-2 beta} <= (T-1) e^{-2 (beta/2)}``,
+    so hypothesis H is checked at ``beta / 2`` as well as at ``beta``; (2) the checks and ``ok``
+    units read up to ``r + A`` inputs, all exact bits but the slots, so the conjunction's
+    rounding is that of arity ``r + A``; (3) at answer positions ``j >= 1`` the tally's score
+    gaps are those of the one-token tally or larger (surviving examples ``4 beta``, others
+    ``2 beta``, BOS ``beta``) and layer 6 adds ``prior * (ok_k / |survivors| - 1/K)``, whose
+    error is at most twice the tally's: so three times the larger of the two one-token totals.
+    """
+    at_beta = error_bound(K, T, L, beta, dtype, arity=arity, vocab_size=d)
+    at_half = error_bound(K, T, L, beta / 2, dtype, arity=arity, vocab_size=d)
+    worst = max((at_beta, at_half), key=lambda b: b.total)
+    holds = at_beta.holds and at_half.holds
+    leak = 3 * max(at_beta.leak, at_half.leak)
+    total = 3 * worst.total if holds else math.inf
+    return type(at_beta)(leak, total - leak if holds else math.inf, total,
+                         max(at_beta.snap_input_error, at_half.snap_input_error), holds)
 
 
 def _leaves(tree: Any):
@@ -152,7 +180,7 @@ def _check_sharpness(sharpness: Any) -> float:
 
 
 def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
-          sharpness: float = DEFAULT_SHARPNESS) -> SuperposeModel:
+          sharpness: float = DEFAULT_SHARPNESS, conditioned: bool = True) -> SuperposeModel:
     """Build the seven-layer transformer for ``tasks`` and prompts of up to ``max_examples`` examples.
 
     ``sharpness`` (beta) scales every attention score: larger is closer to hard
@@ -164,14 +192,13 @@ def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
     if m < 0:
         raise BuildError(f"max_examples: must be >= 0, got {m}")
     beta = _check_sharpness(sharpness)
-    if tasks.answer_length > 1:
-        raise BuildError(f"answer_length: the construction for answers of {tasks.answer_length} tokens is not "
-                         "built yet (issue 13); the analytic prediction (superpose.verify.analytic) handles them")
     max_len = tasks.max_prompt_length(m)
     layout = make_layout(tasks, max_len)
-    config = planned_config(tasks, m)
+    if not isinstance(conditioned, bool):
+        raise BuildError(f"conditioned: expected True or False, got {conditioned!r}")
+    config = planned_config(tasks, m, conditioned)
 
-    ctx = Context(tasks, layout, beta)
+    ctx = Context(tasks, layout, beta, conditioned)
     layers = tuple(spec.build(ctx) for spec in LAYER_SPECS)
     for layer in layers:
         layer.check()
@@ -189,7 +216,7 @@ def build(tasks: TaskSet, max_examples: int = DEFAULT_MAX_EXAMPLES,
     W_U = np.zeros((layout.d_model, tasks.vocab_size))
     W_U[layout["out"].slice, :] = np.eye(tasks.vocab_size)
     params["unembed"] = {"W_U": W_U, "b_U": np.zeros(tasks.vocab_size)}
-    return SuperposeModel(tasks, m, beta, layout, config, params, layers)
+    return SuperposeModel(tasks, m, beta, layout, config, params, layers, conditioned=conditioned)
 
 
 def _embeddings(tasks: TaskSet, layout: Layout, max_len: int) -> dict[str, np.ndarray]:

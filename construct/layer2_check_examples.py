@@ -22,6 +22,11 @@ Lukasiewicz and product t-norms, lemma G3), whose sum over ``w != x`` is at most
 ``1 - prod_j (1 - eps) <= r eps``. The same MLP erases the scratch block exactly with
 ``slot[a, w] -= relu(slot[a, w])`` (``slot >= 0``: a convex combination of 0/1 values), so
 layer 6 can reuse it.
+
+Answers of ``A > 1`` tokens: the check happens at the last answer token (``is_answer``),
+whose example's slot a is ``s + A - a`` back, and the unit for ``(k, w)`` also reads the
+answer tokens ``y_1..y_A`` (``y_o`` is ``A - o`` back: ``token`` for o = A, else ``back``):
+``relu(sum_j slot[a_j, w_j] + sum_o [y_o = G_k(w)_o] + is_answer - (r + A))``.
 """
 
 from __future__ import annotations
@@ -54,35 +59,38 @@ def build(ctx: Context) -> Layer:
     s, d = tasks.slots, tasks.vocab_size
     attention, mlp = AttentionBuilder(lay), MLPBuilder(lay)
 
-    add_slot_heads(attention, ctx, offset_of_slot=lambda a: s + 1 - a, seen_from="answer")
+    A = tasks.answer_length
+    add_slot_heads(attention, ctx, offset_of_slot=lambda a: s + A - a, seen_from="answer")
 
     for k, task in enumerate(tasks.tasks):
         r = task.arity
         for w in itertools.product(range(d), repeat=r):
-            y = task(dict(zip(task.slots, w)))
-            inputs = {f"x{j + 1}": form(lay, ctx.slot(a, w_j)) for j, (a, w_j) in enumerate(zip(task.slots, w))}
-            inputs[f"x{r + 1}"] = form(lay, ctx.token(y))
-            inputs[f"x{r + 2}"] = form(lay, ("is_answer",))
+            y = tasks.answer_of(task, dict(zip(task.slots, w)))
+            factors = [form(lay, ctx.slot(a, w_j)) for a, w_j in zip(task.slots, w)]
+            factors += [form(lay, ctx.token_back(A - o, y[o - 1])) for o in range(1, A + 1)]
+            factors.append(form(lay, ("is_answer",)))
             reads = " * ".join(f"slot[{a},{w_j}]" for a, w_j in zip(task.slots, w))
-            mlp.place(conjunction(r + 2), f"match_raw[{k}] += {reads} * token[{y}] * is_answer",
-                      inputs, form(lay, ("match_raw", k)))
+            answer = f"token[{y[0]}]" if A == 1 else f"answer {list(y)}"
+            mlp.place(conjunction(len(factors)), f"match_raw[{k}] += {reads} * {answer} * is_answer",
+                      {f"x{i + 1}": f for i, f in enumerate(factors)}, form(lay, ("match_raw", k)))
     for a in tasks.slots_read:
         for w in range(d):
             mlp.place(passthrough(-1), f"erase slot[{a},{w}]", {"x": form(lay, ctx.slot(a, w))},
                       form(lay, ctx.slot(a, w)))
-    return Layer(SPEC, tasks, attention, mlp)
+    return Layer(SPEC, ctx.tasks, attention, mlp, ctx.conditioned)
 
 
 def exact(view: PromptView, state: Values) -> Values:
     """``slot = 0`` (erased); ``match_raw[k] = is_answer * [G_k(example inputs) == answer]``."""
     tasks = view.tasks
-    s, S, d = tasks.slots, len(tasks.slots_read), tasks.vocab_size
+    S, d, A = len(tasks.slots_read), tasks.vocab_size, tasks.answer_length
     match_raw = []
     for t in range(view.T):
         if state["is_answer"][t] == 1:
-            inputs = {a: view.looks_back(t, s + 1 - a) for a in tasks.slots_read}
+            inputs = view.inputs_before(t, A)
+            answer = view.tokens[t - A + 1:t + 1]
             match_raw.append(bits((tasks.K,), [(k,) for k, task in enumerate(tasks.tasks)
-                                               if task(inputs) == view.tokens[t]]))
+                                               if tasks.answer_of(task, inputs) == answer]))
         else:
             match_raw.append(bits((tasks.K,)))
     return {"slot": [bits((S, d)) for _ in range(view.T)], "match_raw": match_raw}
@@ -92,11 +100,11 @@ SPEC = LayerSpec(
     2, "check examples",
     in_words=("one head per input slot copies the example's input tokens to its answer; the MLP checks every "
               "task's answer on them against the given answer, then wipes the scratch block slot (layer 6 reuses it)."),
-    attention_does="one head per slot a read by a task looks back s+1-a (slot a of the example, seen from "
-                   "its answer) and copies the token into slot[a]",
-    mlp_does="match_raw[k] = sum_w relu(slot[a_1,w_1] + .. + slot[a_r,w_r] + token[G_k(w)] + is_answer - (r+1)); "
+    attention_does="one head per slot a read by a task looks back s+A-a (slot a of the example, seen from "
+                   "its last answer token) and copies the token into slot[a]",
+    mlp_does="match_raw[k] = sum_w relu(slot[a_1,w_1] + .. + slot[a_r,w_r] + [answer = G_k(w)] + is_answer - (r+A)); "
              "erase slot",
-    reads=("token", "pos_cos", "pos_sin", "is_answer", "slot"),
+    reads=("token", "pos_cos", "pos_sin", "is_answer", "slot", "back"),
     writes=("slot", "match_raw"),
     heads="S",
     mlp_width="E + S*d",

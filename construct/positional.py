@@ -79,3 +79,26 @@ def add_look_back(head: HeadBuilder, layout: Layout, offset: int, sharpness: Coe
         q_sin: Form = {**{d: -sharpness * s for d in cos_t}, **{d: sharpness * c for d in sin_t}}
         head.qk(q_cos, cos_t)
         head.qk(q_sin, sin_t)
+
+
+def add_anchored_look_back(head: HeadBuilder, layout: Layout, offset: int, sharpness: Coeff,
+                           bos: tuple) -> None:
+    """A look-back head that attends to BOS (position 0) whenever ``t - offset`` is not a later position.
+
+    On top of ``add_look_back`` the key ``token[BOS]`` scores ``beta (L - 1 - S_L(t - D))``, a
+    linear function of ``pos(t)`` (the rotation form at u = 0, negated, plus a constant), so
+    BOS always scores exactly ``beta (L - 1)``: the target ``t - D > 0`` still wins by ``beta``
+    (it scores ``beta L``), every other position loses by at least ``beta`` (it scores at most
+    ``beta (L - 2)``), and when ``t <= D`` BOS wins by ``beta``. Without the anchor a head
+    with ``t < D`` attends to a position fixed by the code alone, which may be an ARROW.
+    """
+    add_look_back(head, layout, offset, sharpness)
+    L = layout["pos_cos"].size
+    query: Form = {}
+    for b in range(L):
+        w = math.pi * (offset % 2 ** (b + 1)) / 2**b
+        for d in form(layout, ("pos_cos", b)):
+            query[d] = -sharpness * math.cos(w)
+        for d in form(layout, ("pos_sin", b)):
+            query[d] = -sharpness * math.sin(w)
+    head.qk(query, form(layout, bos), query_bias=sharpness * (L - 1))

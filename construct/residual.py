@@ -38,22 +38,36 @@ from .layout import BlockSpec, Layout
 from .positional import n_frequencies
 
 
-def d_model_formula(d: int, S: int, K: int, max_len: int) -> int:
-    """``2d + S d + 5K + 2L + 5``, ``L = ceil(log2 max_len)``: O(S d + K + log T) dimensions."""
-    return 2 * d + S * d + 5 * K + 2 * n_frequencies(max_len) + 5
+def d_model_formula(d: int, S: int, K: int, max_len: int, A: int = 1) -> int:
+    """``2d + S d + 5K + 2L + 5``, ``L = ceil(log2 max_len)``: O(S d + K + log T) dimensions; answers of
+    ``A > 1`` tokens add ``(A - 1)(d + 1) + S d + 2K + 1`` (``back``, ``cslot``, ``ok``, ``count_ok``, ``prior``)."""
+    extra = (A - 1) * (d + 1) + S * d + 2 * K + 1 if A > 1 else 0
+    return 2 * d + S * d + 5 * K + 2 * n_frequencies(max_len) + 5 + extra
 
 
 def make_layout(tasks: TaskSet, max_len: int) -> Layout:
-    d, K, L = tasks.vocab_size, tasks.K, n_frequencies(max_len)
+    d, K, L, A = tasks.vocab_size, tasks.K, n_frequencies(max_len), tasks.answer_length
     tokens = tuple(str(v) for v in range(d))
     slots = tuple(str(a) for a in tasks.slots_read)
+    continuation = [
+        BlockSpec("back", (A - 1, d + 1), "layer 1 (attention writes, MLP snaps)",
+                  "exact: one-hot of the token o = 1..A-1 positions back (content or ARROW)",
+                  (tuple(str(o) for o in range(1, A)), tokens + ("ARROW",))),
+        BlockSpec("cslot", (len(slots), d), "layer 3 (attention writes, MLP snaps)",
+                  "exact: one-hot of the query's input slot a at answer positions 1..A-1", (slots, tokens)),
+        BlockSpec("ok", (K,), "layer 4 MLP", "exact: task k's answer starts with the answer tokens so far"),
+        BlockSpec("count_ok", (K,), "layer 5 MLP", "exact: exactly j tasks fit the answer so far (j = 1..K)",
+                  (tuple(str(j) for j in range(1, K + 1)),)),
+        BlockSpec("prior", (), "layer 5 attention", "soft: 1 when no earlier example is consistent (BOS wins)"),
+    ] if A > 1 else []
     return Layout([
         BlockSpec("token", (d + 2,), "token embedding", "one-hot token (content 0..d-1, BOS, ARROW)",
                   (tokens + ("BOS", "ARROW"),)),
         BlockSpec("pos_cos", (L,), "position embedding", "cos(pi t / 2^b)"),
         BlockSpec("pos_sin", (L,), "position embedding", "sin(pi t / 2^b)"),
         BlockSpec("answer_raw", (), "layer 1 attention", "soft: previous token is ARROW"),
-        BlockSpec("is_answer", (), "layer 1 MLP", "exact: this is an answer position"),
+        BlockSpec("is_answer", (), "layer 1 MLP", "exact: this is the last answer position of an example"),
+        *continuation[:1],
         BlockSpec("slot", (len(slots), d), "layers 2 and 6 (attention writes, MLP erases / snaps)",
                   "scratch: one-hot of the token in input slot a (example's at answers, current at ARROWs)",
                   (slots, tokens)),
@@ -64,6 +78,7 @@ def make_layout(tasks: TaskSet, max_len: int) -> Layout:
         BlockSpec("valid", (), "layer 3 MLP", "exact: example consistent with at least one task"),
         BlockSpec("vote", (K,), "layer 4 MLP", "exact: match[k] / number of consistent tasks"),
         BlockSpec("mix", (K,), "layer 5 attention", "task mixture from earlier examples"),
+        *continuation[1:],
         BlockSpec("out", (d,), "layer 7 MLP", "superposed prediction; read out"),
     ])
 
@@ -75,6 +90,7 @@ class Context:
     tasks: TaskSet
     layout: Layout
     sharpness: float
+    conditioned: bool = True   # answers of several tokens: condition on the answer so far (else marginal)
 
     def token(self, v: int | str) -> tuple:
         """Direction of token ``v`` (a content id, "BOS" or "ARROW") in the ``token`` block."""
@@ -84,3 +100,15 @@ class Context:
     def slot(self, a: int, w: int) -> tuple:
         """Direction ``slot[a, w]``: token w in input slot a (a is the slot's index in the example)."""
         return ("slot", self.tasks.slots_read.index(a), w)
+
+    def cslot(self, a: int, w: int) -> tuple:
+        """Direction ``cslot[a, w]``: token w in the query's slot a, at answer positions 1..A-1."""
+        return ("cslot", self.tasks.slots_read.index(a), w)
+
+    def back(self, o: int, v: int | str) -> tuple:
+        """Direction ``back[o, v]``: the token o >= 1 positions back is v (a content id or "ARROW")."""
+        return ("back", o - 1, self.tasks.vocab_size if v == "ARROW" else v)
+
+    def token_back(self, o: int, v: int) -> tuple:
+        """Content token v, o >= 0 positions back: the current token for o = 0, else ``back``."""
+        return self.token(v) if o == 0 else self.back(o, v)

@@ -41,6 +41,7 @@ class PromptView:
 
     tasks: TaskSet
     tokens: tuple[int, ...]
+    conditioned: bool = True
 
     @property
     def T(self) -> int:
@@ -52,6 +53,18 @@ class PromptView:
 
     def is_arrow(self, t: int) -> bool:
         return self.tokens[t] == self.tasks.arrow
+
+    def answer_index(self, t: int) -> int | None:
+        """j if position t is the ARROW (j = 0) or holds answer token j of an example (1 <= j <= A), else None."""
+        for j in range(self.tasks.answer_length + 1):
+            if self.looks_back(t, j) == self.tasks.arrow:
+                return j
+        return None
+
+    def inputs_before(self, t: int, j: int) -> dict[int, int]:
+        """The example's input tokens, slot by slot, seen from its answer position j (ARROW: j = 0)."""
+        s = self.tasks.slots
+        return {a: self.tokens[t - j - (s - a)] for a in self.tasks.slots_read}
 
 
 @dataclass(frozen=True)
@@ -68,30 +81,33 @@ class LayerSpec:
     build: Callable[[Any], "Layer"]
     exact: Callable[[PromptView, Values], Values]
 
-    def n_heads(self, tasks: TaskSet) -> int:
-        return _evaluate(self.heads, tasks)
+    def n_heads(self, tasks: TaskSet, conditioned: bool = True) -> int:
+        return _evaluate(self.heads, tasks, conditioned)
 
-    def n_units(self, tasks: TaskSet) -> int:
-        return _evaluate(self.mlp_width, tasks)
+    def n_units(self, tasks: TaskSet, conditioned: bool = True) -> int:
+        return _evaluate(self.mlp_width, tasks, conditioned)
 
 
 #: The sizes the width formulas may use: d content tokens, K tasks, S distinct slots read,
-#: E = sum_k d^{r_k} table entries (one unit per task and input combination).
-SIZES = {"d": "content tokens", "K": "tasks", "S": "distinct input slots read", "E": "sum_k d^r_k table entries"}
+#: E = sum_k d^{r_k} table entries (one unit per task and input combination), A answer tokens,
+#: C = 1 for the model that conditions on the answer so far (0 for the marginal variant).
+SIZES = {"d": "content tokens", "K": "tasks", "S": "distinct input slots read", "E": "sum_k d^r_k table entries",
+         "A": "tokens per answer", "C": "1 if the model conditions on the answer so far"}
 
 
-def sizes(tasks: TaskSet) -> dict[str, int]:
+def sizes(tasks: TaskSet, conditioned: bool = True) -> dict[str, int]:
     return {"d": tasks.vocab_size, "K": tasks.K, "S": len(tasks.slots_read),
-            "E": sum(tasks.vocab_size ** t.arity for t in tasks.tasks)}
+            "E": sum(tasks.vocab_size ** t.arity for t in tasks.tasks), "A": tasks.answer_length,
+            "C": int(bool(conditioned))}
 
 
-def _evaluate(formula: str, tasks: TaskSet) -> int:
-    return int(eval(formula, {"__builtins__": {}}, sizes(tasks)))  # noqa: S307 -- our own constant formulas
+def _evaluate(formula: str, tasks: TaskSet, conditioned: bool = True) -> int:
+    return int(eval(formula, {"__builtins__": {}, "min": min}, sizes(tasks, conditioned)))  # noqa: S307 -- ours
 
 
 def formula_text(formula: str) -> str:
     """``"E + S*d"`` -> ``"E + Sd"``, ``"K**2"`` -> ``"K²"``: the formula as the README writes it."""
-    return formula.replace("**2", "²").replace("*", "")
+    return formula.replace("**2", "²").replace("*", "").replace("min(1, A - 1)", "[A > 1]")
 
 
 def markdown_table(specs: Sequence["LayerSpec"]) -> str:
@@ -114,6 +130,7 @@ class Layer:
     tasks: TaskSet
     attention: AttentionBuilder
     mlp: MLPBuilder = field(repr=False)
+    conditioned: bool = True
 
     @property
     def number(self) -> int:
@@ -153,7 +170,8 @@ class Layer:
         if not reads <= set(self.reads) or not writes <= set(self.writes):
             raise AssertionError(f"{where} reads {sorted(reads)} / writes {sorted(writes)} "
                                  f"but declares reads {sorted(self.reads)} / writes {sorted(self.writes)}")
-        heads, width = self.spec.n_heads(self.tasks), self.spec.n_units(self.tasks)
+        heads = self.spec.n_heads(self.tasks, self.conditioned)
+        width = self.spec.n_units(self.tasks, self.conditioned)
         if len(self.attention.heads) != heads or self.mlp.width != width:
             raise AssertionError(f"{where} uses {len(self.attention.heads)} heads and {self.mlp.width} units; "
                                  f"its spec states {heads} and {width}")
@@ -167,14 +185,15 @@ def bits(shape: tuple[int, ...], ones: Sequence[tuple] = ()) -> np.ndarray:
     return a
 
 
-def exact_values(specs: Sequence[LayerSpec], tasks: TaskSet, tokens: Sequence[int]) -> list[Values]:
+def exact_values(specs: Sequence[LayerSpec], tasks: TaskSet, tokens: Sequence[int],
+                 conditioned: bool = True) -> list[Values]:
     """The exact values each layer writes (``[layer 1, ..., layer 7]``), chained from the tokens."""
-    view = PromptView(tasks, tuple(int(t) for t in tokens))
+    view = PromptView(tasks, tuple(int(t) for t in tokens), conditioned)
     state: Values = {}
     per_layer = []
     for spec in specs:
         written = spec.exact(view, state)
-        if set(written) != set(spec.writes):
+        if not set(written) <= set(spec.writes):   # blocks of longer answers are absent for one-token ones
             raise AssertionError(f"layer {spec.number}: exact() gives {sorted(written)}, writes {spec.writes}")
         state = {**state, **written}
         per_layer.append(written)

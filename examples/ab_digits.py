@@ -1,25 +1,34 @@
+# %% [markdown]
+# # Example 6 — the paper's AB family on digits: copy A, copy B and A+B, in superposition
+#
+# Every example has two digit inputs A and B (two input slots, d = 10 tokens). Three
+# tasks read them:
+#
+# * `copy A`: A                 (one slot, slot 0)
+# * `copy B`: B                 (one slot, slot 1)
+# * `A+B`:    (A + B) mod 10    (two slots [0, 1], a table nested two deep: `table[A][B]`)
+#
+# A prompt mixes 6 copy-A, 4 copy-B and 2 A+B examples whose inputs are drawn from
+# 1..9 with A != B, so the three answers differ and every example fits exactly one task.
+# Asked about a fresh (A, B), the model answers A, B and A+B at once, with probabilities
+# equal to the tasks' shares 1/2 : 1/3 : 1/6. Two variants show the edge cases:
+#
+# * an *ambiguous example* `4 0 -> 4` fits copy A and A+B, so it gives each half a vote;
+# * an *ambiguous query* `7 0` has copy A and A+B both answering 7, so their
+#   probabilities add on that one token.
+#
+# A sweep over every split of the examples among the three tasks puts every point on the
+# diagonal probability = share.
+#
+# Run: `python examples/ab_digits.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 6 -- the paper's AB family on digits: copy A, copy B and A+B, in superposition.
 
-Every example has two digit inputs A and B (two input slots, d = 10 tokens). Three
-tasks read them:
-
-* ``copy A``: A                 (one slot, slot 0)
-* ``copy B``: B                 (one slot, slot 1)
-* ``A+B``:    (A + B) mod 10    (two slots [0, 1], a table nested two deep: ``table[A][B]``)
-
-A prompt mixes 6 copy-A, 4 copy-B and 2 A+B examples whose inputs are drawn from
-1..9 with A != B, so the three answers differ and every example fits exactly one task.
-Asked about a fresh (A, B), the model answers A, B and A+B at once, with probabilities
-equal to the tasks' shares 1/2 : 1/3 : 1/6. Two variants show the edge cases:
-
-* an *ambiguous example* ``4 0 -> 4`` fits copy A and A+B, so it gives each half a vote;
-* an *ambiguous query* ``7 0`` has copy A and A+B both answering 7, so their
-  probabilities add on that one token.
-
-A sweep over every split of the examples among the three tasks puts every point on the
-diagonal probability = share.
-
-Run: ``python examples/ab_digits.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ AMBIGUOUS_EXAMPLE = Example([4, 0], 4)  # copy A: 4, A+B: 4 + 0 = 4, copy B: 0
 AMBIGUOUS_QUERY = (7, 0)           # copy A -> 7, copy B -> 0, A+B -> 7
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 def ab_tasks() -> TaskSet:
     """copy A, copy B and A+B mod 10 over the digits, on examples with two inputs."""
     digits = range(10)
@@ -64,6 +77,10 @@ def ab_prompt(tasks: TaskSet, counts: tuple[int, ...], query=QUERY, seed: int = 
     return Prompt(mixed_examples(tasks, counts, draw_distinct, seed), query=list(query))
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult:
     """The AB family on digits: copy A, copy B and A+B answered in superposition."""
     tasks = ab_tasks()
@@ -118,5 +135,14 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult
     return result
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/ab_digits.py [--out DIR] [--small]`, or
+# `superpose examples ab`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

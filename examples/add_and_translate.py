@@ -1,28 +1,37 @@
+# %% [markdown]
+# # Example 7 — add and translate: A+B written as a word, in English or in Spanish
+#
+# Every example has two digit inputs A and B, and its answer is the sum A + B (0..18)
+# written as a word in one of two languages. The vocabulary has d = 48 tokens:
+#
+# * tokens 0..9:   the digits `0` .. `9` (the inputs);
+# * tokens 10..28: the English words `zero` .. `eighteen`;
+# * tokens 29..47: the Spanish words `cero` .. `dieciocho`.
+#
+# Two tasks, each reading both slots through a table nested two deep over the whole
+# vocabulary (`table[A][B]`, 48 x 48 entries, so 2304 conjunction units per task):
+#
+# * `A+B in English`: the English word for A + B;
+# * `A+B in Spanish`: the Spanish word for A + B.
+#
+# The tables must give an answer for every pair of tokens, words included. When A or B
+# is not a digit (a word token) both tables answer the digit `0`: a fixed token that is
+# never the answer of a well-formed example. Prompts in the family only feed digits in.
+#
+# A prompt of 8 English and 4 Spanish examples makes the model answer a fresh query in
+# both languages at once, 2/3 English and 1/3 Spanish. Two variants: a *noise* example
+# (a wrong sum) fits neither task and changes nothing; an example outside the family,
+# `ten 3 -> 0`, fits both tasks through the fallback above and splits its vote.
+#
+# Run: `python examples/add_and_translate.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 7 -- add and translate: A+B written as a word, in English or in Spanish.
 
-Every example has two digit inputs A and B, and its answer is the sum A + B (0..18)
-written as a word in one of two languages. The vocabulary has d = 48 tokens:
-
-* tokens 0..9:   the digits ``0`` .. ``9`` (the inputs);
-* tokens 10..28: the English words ``zero`` .. ``eighteen``;
-* tokens 29..47: the Spanish words ``cero`` .. ``dieciocho``.
-
-Two tasks, each reading both slots through a table nested two deep over the whole
-vocabulary (``table[A][B]``, 48 x 48 entries, so 2304 conjunction units per task):
-
-* ``A+B in English``: the English word for A + B;
-* ``A+B in Spanish``: the Spanish word for A + B.
-
-The tables must give an answer for every pair of tokens, words included. When A or B
-is not a digit (a word token) both tables answer the digit ``0``: a fixed token that is
-never the answer of a well-formed example. Prompts in the family only feed digits in.
-
-A prompt of 8 English and 4 Spanish examples makes the model answer a fresh query in
-both languages at once, 2/3 English and 1/3 Spanish. Two variants: a *noise* example
-(a wrong sum) fits neither task and changes nothing; an example outside the family,
-``ten 3 -> 0``, fits both tasks through the fallback above and splits its vote.
-
-Run: ``python examples/add_and_translate.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -53,6 +62,10 @@ FALLBACK = 0  # the answer of both tables when A or B is not a digit: the digit 
 QUERY = (7, 8)  # 15: fifteen / quince
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 def word_token(language: int, total: int) -> int:
     """Token of the word for ``total`` (0..18) in language 0 (English) or 1 (Spanish)."""
     return 10 + 19 * language + total
@@ -73,6 +86,10 @@ def draw_digits(rng, k: int) -> list[int]:
     return [rng.randrange(10), rng.randrange(10)]
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult:
     """Add and translate: A+B as an English and a Spanish word, in superposition."""
     tasks = add_and_translate_tasks()
@@ -129,5 +146,14 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult
     return result
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/add_and_translate.py [--out DIR] [--small]`, or
+# `superpose examples add-translate`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

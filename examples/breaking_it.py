@@ -1,25 +1,34 @@
+# %% [markdown]
+# # Example 5 — breaking it on purpose: lower the attention sharpness until it fails
+#
+# Every attention score of the construction is multiplied by the sharpness beta. The
+# proof needs attention to be nearly hard: a look-back head out-scores every wrong
+# position by at least 2 beta, the tally head (layer 5) prefers a valid answer to BOS
+# by only beta. Here we lower beta step by step and measure, on the digit prompt:
+#
+# * the output error against the analytic prediction, next to the error bound the
+#   model reports (`model.error_bound`; it is `inf` once beta is too low for the
+#   proof's snap hypothesis H);
+# * for every attention layer, the attention mass its heads put off their target;
+# * for every *snapped* block (is_answer, match, count_is, valid, vote, and
+#   the query's slot block after its in-place snap), its
+#   deviation from the exact value it should hold under hard attention.
+#
+# What a student should see: the tally head leaks the most at every beta, and it is the
+# one soft stage that no snap cleans up, so its leak *is* the output error. The
+# look-back heads leak too, but the snaps absorb it exactly -- far below the beta at
+# which the bound gives up -- until their leak reaches about 1/4; then the first snap
+# breaks and the error jumps.
+#
+# Run: `python examples/breaking_it.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 5 -- breaking it on purpose: lower the attention sharpness until it fails.
 
-Every attention score of the construction is multiplied by the sharpness beta. The
-proof needs attention to be nearly hard: a look-back head out-scores every wrong
-position by at least 2 beta, the tally head (layer 5) prefers a valid answer to BOS
-by only beta. Here we lower beta step by step and measure, on the digit prompt:
-
-* the output error against the analytic prediction, next to the error bound the
-  model reports (``model.error_bound``; it is ``inf`` once beta is too low for the
-  proof's snap hypothesis H);
-* for every attention layer, the attention mass its heads put off their target;
-* for every *snapped* block (is_answer, match, count_is, valid, vote, and
-  the query's slot block after its in-place snap), its
-  deviation from the exact value it should hold under hard attention.
-
-What a student should see: the tally head leaks the most at every beta, and it is the
-one soft stage that no snap cleans up, so its leak *is* the output error. The
-look-back heads leak too, but the snaps absorb it exactly -- far below the beta at
-which the bound gives up -- until their leak reaches about 1/4; then the first snap
-breaks and the error jumps.
-
-Run: ``python examples/breaking_it.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -44,6 +53,10 @@ SNAPPED = {"is_answer": 1, "match": 3, "count_is": 3, "valid": 3, "vote": 4, "sl
 ABSORBS_LEAK_OF = {"is_answer": 1, "match": 2, "count_is": 2, "valid": 2, "vote": 2, "slot": 6}
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 @dataclass
 class SharpnessRun:
     sharpness: float
@@ -144,6 +157,10 @@ def find_break(tasks, prompt, exact_at: float, broken_at: float, steps: int) -> 
     return exact_at, below
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> BreakingResult:
     """Breaking it on purpose: error vs bound as the sharpness drops, and which layer fails first."""
     tasks, prompt = digit_tasks(), mixed_prompt(digit_tasks())
@@ -190,6 +207,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> BreakingResu
     return BreakingResult(runs, break_beta, just_below.broken, just_below.off_target, T, n_valid, figures)
 
 
+# %% [markdown]
+# ## The figure
+
+# %%
 def _figure(runs, break_beta):
     beta = np.array([r.sharpness for r in runs])
     fig, (ax_err, ax_leak, ax_snap) = plt.subplots(1, 3, figsize=(16, 4.3))
@@ -229,5 +250,14 @@ def _figure(runs, break_beta):
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/breaking_it.py [--out DIR] [--small]`, or
+# `superpose examples breaking`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

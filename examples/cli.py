@@ -1,13 +1,25 @@
-"""``superpose examples [NAME ...] [--out DIR] [--small]``: run the worked examples.
+"""``superpose examples [NAME ...] [--out DIR] [--small] [--notebooks DIR [--force]]``: run the worked examples.
 
 Each example prints what it shows and saves its figures (PNG) into ``--out``. With no
 NAME every example runs, in order. A NAME is the short name (``digits``) or the module
 name (``digits_in_superposition``).
+
+The examples are also notebooks: their ``# %%`` / ``# %% [markdown]`` cell markers are
+jupytext's "percent" format, so ``jupytext --to notebook examples/NAME.py`` (or opening
+the file in Jupyter with jupytext installed) gives a notebook with the prose as markdown
+cells. ``--notebooks DIR`` converts each example (jupytext), executes it in a fresh
+kernel (nbclient; the working directory is DIR, so the figures land in ``DIR/figures``
+and are shown inline) and writes ``DIR/NAME.ipynb`` atomically, refusing existing files
+without ``--force``. It needs the ``notebook`` extra (``pip install -e '.[notebook]'``);
+``make notebooks`` runs it for every example into ``build/notebooks``.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
+import sys
 import time
 
 from superpose.examples.common import DEFAULT_OUT
@@ -31,6 +43,10 @@ class UnknownExampleError(SuperposeError):
     """A name given to ``superpose examples`` is not an example."""
 
 
+class NotebookExtraError(SuperposeError):
+    """``--notebooks`` without the ``notebook`` extra installed."""
+
+
 def resolve(names: list[str]) -> list[str]:
     """Module names for the given short or module names (all examples when none)."""
     if not names:
@@ -44,7 +60,63 @@ def resolve(names: list[str]) -> list[str]:
     return modules
 
 
+def source_of(module: str) -> str:
+    """The path of an example's source file (the installed module, editable or not)."""
+    return importlib.util.find_spec(f"superpose.examples.{module}").origin
+
+
+def notebook_of(module: str):
+    """The example ``module`` as an (unexecuted) notebook: jupytext reads its percent-format cells."""
+    import jupytext
+
+    notebook = jupytext.read(source_of(module), fmt="py:percent")
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return notebook
+
+
+def execute_notebook(notebook, directory: str, timeout: int = 900):
+    """Run every cell of ``notebook`` in a fresh Python kernel whose working directory is ``directory``."""
+    from nbclient import NotebookClient
+
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": directory}}).execute()
+    return notebook
+
+
+def run_notebooks(args) -> int:
+    """``--notebooks DIR``: write ``DIR/<module>.ipynb``, executed, for each example asked for."""
+    from superpose.files import atomic_write, check_outputs, make_directory
+
+    modules = resolve(args.names)
+    directory = args.notebooks
+    check_outputs(directory, [f"{m}.ipynb" for m in modules], args.force, what="--notebooks")
+    try:
+        import jupytext  # noqa: F401
+        import nbclient
+        import nbformat
+    except ImportError as e:
+        raise NotebookExtraError(f"--notebooks needs the notebook extra (pip install -e '.[notebook]'): {e}") from None
+    make_directory(directory, what="--notebooks")
+    for module in modules:
+        start = time.perf_counter()
+        notebook = notebook_of(module)
+        try:
+            execute_notebook(notebook, directory)
+        except nbclient.exceptions.CellExecutionError as e:
+            name, value = getattr(e, "ename", type(e).__name__), getattr(e, "evalue", "")
+            print(f"error: notebook {module} failed: {name}: {value}", file=sys.stderr)
+            return 1
+        path = os.path.join(directory, f"{module}.ipynb")
+        with atomic_write(path, force=args.force, what="--notebooks") as tmp:
+            nbformat.write(notebook, tmp)
+        print(f"wrote {path} (executed in {time.perf_counter() - start:.1f} s)")
+    print(f"figures in {os.path.join(directory, 'figures')}")
+    return 0
+
+
 def run_examples(args) -> int:
+    if args.notebooks:
+        return run_notebooks(args)
     modules = resolve(args.names)
     timings = []
     for module in modules:
@@ -67,4 +139,8 @@ def register(subparsers) -> None:
                         help=f"examples to run (default: all): {', '.join(EXAMPLES)}")
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the PNG figures (default {DEFAULT_OUT})")
     parser.add_argument("--small", action="store_true", help="smaller sizes, as under test")
+    parser.add_argument("--notebooks", metavar="DIR",
+                        help="instead: write each example as an executed notebook DIR/NAME.ipynb (jupytext + "
+                             "nbclient; needs the notebook extra); its figures go into DIR/figures")
+    parser.add_argument("--force", action="store_true", help="with --notebooks: overwrite existing notebooks")
     parser.set_defaults(func=run_examples)

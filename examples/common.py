@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -31,11 +32,13 @@ from superpose.model import run_tokens  # noqa: E402
 from superpose.verify.analytic import consistent_tasks, predict, task_mixture  # noqa: E402
 
 DEFAULT_OUT = Path("examples") / "figures"
+NOTEBOOK_OUT = Path("figures")  # in a notebook: beside it (examples/figures when opened from examples/)
 DPI = 100  # committed figures stay small
 TASK_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
-__all__ = ["DEFAULT_OUT", "TASK_COLORS", "FamilyResult", "fraction_text", "mixed_examples", "plt", "print_query",
-           "residual_after", "run_as_script", "run_family", "save_figure", "superposition_figure", "trace"]
+__all__ = ["DEFAULT_OUT", "NOTEBOOK_OUT", "TASK_COLORS", "FamilyResult", "fraction_text", "in_notebook",
+           "mixed_examples", "plt", "print_query", "residual_after", "run_as_script", "run_family", "save_figure",
+           "superposition_figure", "trace"]
 
 
 def save_figure(fig, out_dir: str | Path, name: str) -> Path:
@@ -66,13 +69,35 @@ def residual_after(cache, layer: int) -> np.ndarray:
     return cache["resid_pre"][0] if layer == 0 else cache[f"layer_{layer}"]["resid_post"][0]
 
 
-def run_as_script(main: Callable[..., object]) -> None:
-    """``python examples/<name>.py [--out DIR] [--small]`` calls ``main(out_dir, small)``."""
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (an example opened as a notebook), False in a plain Python run."""
+    if "IPython" not in sys.modules:   # never imported: certainly not a kernel
+        return False
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def run_as_script(main: Callable[..., object]) -> object:
+    """``python examples/<name>.py [--out DIR] [--small]`` calls ``main(out_dir, small)``; returns its result.
+
+    In a notebook (the example opened through jupytext, or run by ``superpose examples
+    --notebooks``) there is no command line: ``main`` runs at full size, saves its figures
+    into ``NOTEBOOK_OUT`` (``figures/`` beside the notebook) and they are shown inline.
+    """
+    if in_notebook():
+        from IPython.display import Image, display
+
+        result = main(out_dir=NOTEBOOK_OUT)
+        for path in getattr(result, "figures", []):
+            display(Image(filename=str(path)))
+        return result
     parser = argparse.ArgumentParser(description=(main.__doc__ or "").strip().split("\n")[0])
     parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the figures (default {DEFAULT_OUT})")
     parser.add_argument("--small", action="store_true", help="smaller sizes (used by the tests)")
     args = parser.parse_args()
-    main(out_dir=args.out, small=args.small)
+    return main(out_dir=args.out, small=args.small)
 
 
 # --- the task-family examples ---------------------------------------------------------------

@@ -1,25 +1,34 @@
+# %% [markdown]
+# # Example 8 — country -> capital or continent, in superposition
+#
+# The data file `examples/data/countries.json` (installed with the package, read with
+# `importlib.resources`) lists 24 countries, each with its capital and continent. Every
+# name is one token, so the vocabulary is the countries, then the capitals, then the
+# continents (d = 24 + 24 + 6 = 54), with the names as token names. One input slot and
+# two tasks:
+#
+# * `capital`:   a country -> its capital;
+# * `continent`: a country -> its continent.
+#
+# A task's table needs an answer for every token. On a token that is not a country (a
+# capital or a continent) both tables answer the token itself; prompts in the family
+# only ask about countries.
+#
+# A prompt of 9 capital and 3 continent examples makes the model answer a fresh country
+# with its capital (probability 3/4) and its continent (1/4) at once. Two variants: an
+# example outside the family, `Paris -> Paris`, fits both tasks through the identity
+# fallback and splits its vote; a wrong example, `Japan -> Europe`, fits neither and is
+# ignored.
+#
+# Run: `python examples/country_capital.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 8 -- country -> capital or continent, in superposition.
 
-The data file ``examples/data/countries.json`` (installed with the package, read with
-``importlib.resources``) lists 24 countries, each with its capital and continent. Every
-name is one token, so the vocabulary is the countries, then the capitals, then the
-continents (d = 24 + 24 + 6 = 54), with the names as token names. One input slot and
-two tasks:
-
-* ``capital``:   a country -> its capital;
-* ``continent``: a country -> its continent.
-
-A task's table needs an answer for every token. On a token that is not a country (a
-capital or a continent) both tables answer the token itself; prompts in the family
-only ask about countries.
-
-A prompt of 9 capital and 3 continent examples makes the model answer a fresh country
-with its capital (probability 3/4) and its continent (1/4) at once. Two variants: an
-example outside the family, ``Paris -> Paris``, fits both tasks through the identity
-fallback and splits its vote; a wrong example, ``Japan -> Europe``, fits neither and is
-ignored.
-
-Run: ``python examples/country_capital.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -47,6 +56,10 @@ DATA = "data/countries.json"  # inside the package superpose.examples
 QUERY = "Japan"
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 def load_countries() -> list[dict[str, str]]:
     """The rows ``{"country", "capital", "continent"}`` of the bundled data file."""
     text = resources.files("superpose.examples").joinpath(DATA).read_text(encoding="utf-8")
@@ -69,6 +82,10 @@ def country_tasks(rows: list[dict[str, str]] | None = None) -> TaskSet:
                    tasks=[Task("capital", 0, capital), Task("continent", 0, continent)])
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult:
     """Country -> capital or continent: both answered at once, in proportion to the examples."""
     rows = load_countries()
@@ -131,5 +148,14 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> FamilyResult
     return result
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/country_capital.py [--out DIR] [--small]`, or
+# `superpose examples countries`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

@@ -1,13 +1,22 @@
+# %% [markdown]
+# # Example 1 — digits in superposition (the paper's Figure 1, made exact)
+#
+# Three tasks on a digit x: copy it, give the next digit, or write it as a word.
+# A prompt mixes examples of all three; asked about a fresh digit, the constructed
+# transformer does not pick one task: it answers with every task at once, each with
+# probability equal to that task's share of the examples. We then vary the shares over
+# every possible split of the examples and plot probability-on-task-answer against
+# share-of-examples: every point lies on the diagonal (up to float64 rounding).
+#
+# Run: `python examples/digits_in_superposition.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 1 -- digits in superposition (the paper's Figure 1, made exact).
 
-Three tasks on a digit x: copy it, give the next digit, or write it as a word.
-A prompt mixes examples of all three; asked about a fresh digit, the constructed
-transformer does not pick one task: it answers with every task at once, each with
-probability equal to that task's share of the examples. We then vary the shares over
-every possible split of the examples and plot probability-on-task-answer against
-share-of-examples: every point lies on the diagonal (up to float64 rounding).
-
-Run: ``python examples/digits_in_superposition.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -23,6 +32,10 @@ from superpose.examples.common import DEFAULT_OUT, TASK_COLORS, fraction_text, p
 from superpose.verify.analytic import predict
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 @dataclass
 class DigitsResult:
     query: int
@@ -47,6 +60,10 @@ def splits(total: int, parts: int) -> list[tuple[int, ...]]:
     return [(first, *rest) for first in range(total + 1) for rest in splits(total - first, parts - 1)]
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> DigitsResult:
     """Digits in superposition: output distribution vs task shares, and the diagonal."""
     tasks = digit_tasks()
@@ -102,6 +119,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> DigitsResult
                         max_error, bound, figures)
 
 
+# %% [markdown]
+# ## The figure
+
+# %%
 def _figure(tasks, counts, query, out, n_sweep, shares, probabilities):
     fig, (ax_share, ax_out, ax_diag) = plt.subplots(1, 3, figsize=(15, 4),
                                                     gridspec_kw={"width_ratios": [1, 2.2, 1.3]})
@@ -127,5 +148,14 @@ def _figure(tasks, counts, query, out, n_sweep, shares, probabilities):
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/digits_in_superposition.py [--out DIR] [--small]`, or
+# `superpose examples digits`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

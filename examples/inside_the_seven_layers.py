@@ -1,23 +1,32 @@
+# %% [markdown]
+# # Example 2 — inside the seven layers: one small prompt traced through the model
+#
+# Every dimension of the residual stream has a name (`is_answer`, `match[copy]`,
+# `mix[next digit]`, ...), so after each sublayer we can print exactly what it wrote:
+# only the entries that changed, with their labels, position by position. Read top to
+# bottom, the trace is the algorithm:
+#
+# 1. find the answer positions,  2. check each example against each task,
+# 3. snap the checks and count the tasks each example fits,  4. cast votes,
+# 5. tally the votes into the task mixture,  6. fetch the query's input tokens,
+# 7. weight each task's answer by its share and sum.
+#
+# What each layer does is read from its spec (`superpose.construct.build.LAYER_SPECS`),
+# the same object the builder, the proofs and the tests use.
+#
+# The attention patterns of the heads that are used are drawn as heatmaps: the
+# look-back heads are a sharp off-diagonal line; the tally head spreads its weight
+# evenly over the answers that fit some task.
+#
+# Run: `python examples/inside_the_seven_layers.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 2 -- inside the seven layers: one small prompt traced through the model.
 
-Every dimension of the residual stream has a name (``is_answer``, ``match[copy]``,
-``mix[next digit]``, ...), so after each sublayer we can print exactly what it wrote:
-only the entries that changed, with their labels, position by position. Read top to
-bottom, the trace is the algorithm:
-
-1. find the answer positions,  2. check each example against each task,
-3. snap the checks and count the tasks each example fits,  4. cast votes,
-5. tally the votes into the task mixture,  6. fetch the query's input tokens,
-7. weight each task's answer by its share and sum.
-
-What each layer does is read from its spec (``superpose.construct.build.LAYER_SPECS``),
-the same object the builder, the proofs and the tests use.
-
-The attention patterns of the heads that are used are drawn as heatmaps: the
-look-back heads are a sharp off-diagonal line; the tally head spreads its weight
-evenly over the answers that fit some task.
-
-Run: ``python examples/inside_the_seven_layers.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -38,6 +47,10 @@ from superpose.examples.common import (DEFAULT_OUT, fraction_text, plt, residual
 # entries smaller than this are not "changes" worth printing.
 TOLERANCE = 1e-9
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 @dataclass
 class LayerTrace:
     tokens: list[str]                          # token names, position by position
@@ -73,6 +86,10 @@ def changed_entries(model, delta: np.ndarray) -> dict[int, dict[str, float]]:
     return {t: entries for t in range(len(delta)) if (entries := model.layout.nonzero(delta[t], TOLERANCE))}
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LayerTrace:
     """Inside the seven layers: what each sublayer writes, and every head's attention pattern.
 
@@ -118,6 +135,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LayerTrace:
     return LayerTrace(names, changes, patterns, readout, figures)
 
 
+# %% [markdown]
+# ## The figure
+
+# %%
 def _figure(model, names, patterns):
     columns = 4
     rows = -(-len(patterns) // columns)
@@ -137,5 +158,14 @@ def _figure(model, names, patterns):
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/inside_the_seven_layers.py [--out DIR] [--small]`, or
+# `superpose examples layers`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

@@ -1,18 +1,27 @@
+# %% [markdown]
+# # Example 3 — the in-context learning curve, example by example
+#
+# The model makes a prediction at every ARROW, not only at the query's: the prediction
+# at example i uses examples 0..i-1 only. Reading the task mixture (the `mix` block
+# after layer 5) at each of those positions shows the model learning in context:
+#
+# * before any example it holds the uniform prior 1/K;
+# * an example that fits one task moves weight to that task;
+# * an *ambiguous* example, which fits two tasks, gives each of them half a vote;
+# * a *noise* example, which fits no task, changes nothing.
+#
+# The tasks here are copy, next digit and double (x -> 2x mod 10): "1 -> 2" fits both
+# next digit and double, and "4 -> 9" fits none of them.
+#
+# Run: `python examples/learning_curve.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 3 -- the in-context learning curve, example by example.
 
-The model makes a prediction at every ARROW, not only at the query's: the prediction
-at example i uses examples 0..i-1 only. Reading the task mixture (the ``mix`` block
-after layer 5) at each of those positions shows the model learning in context:
-
-* before any example it holds the uniform prior 1/K;
-* an example that fits one task moves weight to that task;
-* an *ambiguous* example, which fits two tasks, gives each of them half a vote;
-* a *noise* example, which fits no task, changes nothing.
-
-The tasks here are copy, next digit and double (x -> 2x mod 10): "1 -> 2" fits both
-next digit and double, and "4 -> 9" fits none of them.
-
-Run: ``python examples/learning_curve.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -36,6 +45,10 @@ from superpose.examples.common import (
 from superpose.verify.analytic import consistent_tasks, predict, task_mixture
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 @dataclass
 class LearningCurve:
     examples: list[Example]
@@ -72,6 +85,10 @@ def describe(tasks: TaskSet, fits: list[int]) -> str:
     return names if len(fits) == 1 else f"ambiguous ({names})"
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LearningCurve:
     """The in-context learning curve: the task mixture after every example.
 
@@ -121,6 +138,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> LearningCurv
     return LearningCurve(examples, fits, task_weights, outputs, next_answer_probability, max_error, bound, figures)
 
 
+# %% [markdown]
+# ## The figure
+
+# %%
 def _figure(tasks, examples, fits, weights, analytic, next_probability):
     m = len(examples)
     fig, (ax, ax_next) = plt.subplots(2, 1, figsize=(9, 6.5), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
@@ -149,5 +170,14 @@ def _figure(tasks, examples, fits, weights, analytic, next_probability):
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/learning_curve.py [--out DIR] [--small]`, or
+# `superpose examples curve`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

@@ -1,20 +1,29 @@
+# %% [markdown]
+# # Example 4 — task vectors: convex combinations of them reproduce superposition
+#
+# Xiong et al. observe in real LLMs that a convex combination of *task vectors* (hidden
+# states extracted from single-task prompts) makes the model answer in superposition.
+# In the constructed model this is exact, and we can name the task vector: it is the
+# `mix` block of the residual stream after layer 5 at a prediction position.
+#
+# 1. Run three single-task prompts (all copy, all next digit, all to word) and take the
+#    state at the query's ARROW after layer 5. The three states differ only in `mix`;
+#    its value there is the task vector v_k.
+# 2. Run a fresh, zero-shot query (no examples at all) through layers 1-5, overwrite its
+#    `mix` block with sum_k a_k v_k for weights a on the simplex, and finish the run
+#    (layers 6-7 and the readout).
+# 3. The output is sum_k a_k [answer of task k] -- and it equals what a mixed prompt with
+#    those proportions of examples produces.
+#
+# Run: `python examples/task_vectors.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 4 -- task vectors: convex combinations of them reproduce superposition.
 
-Xiong et al. observe in real LLMs that a convex combination of *task vectors* (hidden
-states extracted from single-task prompts) makes the model answer in superposition.
-In the constructed model this is exact, and we can name the task vector: it is the
-``mix`` block of the residual stream after layer 5 at a prediction position.
-
-1. Run three single-task prompts (all copy, all next digit, all to word) and take the
-   state at the query's ARROW after layer 5. The three states differ only in ``mix``;
-   its value there is the task vector v_k.
-2. Run a fresh, zero-shot query (no examples at all) through layers 1-5, overwrite its
-   ``mix`` block with sum_k a_k v_k for weights a on the simplex, and finish the run
-   (layers 6-7 and the readout).
-3. The output is sum_k a_k [answer of task k] -- and it equals what a mixed prompt with
-   those proportions of examples produces.
-
-Run: ``python examples/task_vectors.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ from superpose.model import apply_layers, embed, unembed
 from superpose.verify.analytic import predict
 
 
+# %% [markdown]
+# ## The pieces
+
+# %%
 @dataclass
 class TaskVectorResult:
     task_vectors: np.ndarray        # [K, K]: the mix block from each single-task prompt
@@ -59,6 +72,10 @@ def run_with_mix(model, query: int, mixes: np.ndarray) -> np.ndarray:
     return unembed(model, apply_layers(model, resid, 6, 7))[:, -1]
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> TaskVectorResult:
     """Task vectors: patch convex combinations of single-task states into a fresh query."""
     tasks = digit_tasks()
@@ -119,6 +136,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> TaskVectorRe
                             max_vs_prompted, max_vs_analytic, figures)
 
 
+# %% [markdown]
+# ## The figure
+
+# %%
 def _figure(tasks, query, answers, weights, patched, prompted, example_row, counts):
     fig, (ax_line, ax_bar) = plt.subplots(1, 2, figsize=(12, 4.2))
     # the edge copy -> next digit of the simplex: a = (1 - lam, lam, 0)
@@ -151,5 +172,14 @@ def _figure(tasks, query, answers, weights, patched, prompted, example_row, coun
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/task_vectors.py [--out DIR] [--small]`, or
+# `superpose examples task-vectors`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figures into `figures/` beside the notebook and shows them
+# below. `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Sequence
 
-from .bound_lemmas import check_error_bound_formula, check_error_bound_leak
+from .bound_lemmas import (check_error_bound_formula, check_error_bound_leak, check_exact_flat_regions,
+                           check_positional_leak)
 from .exact_run import check_exact_run, check_sharpness_scales_scores
 from .gadget_lemmas import (check_conjunction, check_integer_indicator, check_passthrough, check_snap,
                             check_snap_in_place)
@@ -39,6 +40,8 @@ ALL_CHECKS: tuple[Callable[[], CheckResult], ...] = (
     check_layer6,
     check_layer7,
     check_tally_leak,
+    check_positional_leak,
+    check_exact_flat_regions,
     check_error_bound_leak,
     check_error_bound_formula,
     check_exact_run,

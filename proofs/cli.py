@@ -19,6 +19,7 @@ from . import checks
 
 PROVE_MAX_EXAMPLES = 3
 PROVE_RANDOM_PROMPTS = 8
+ONE_TOKEN_LEMMAS = {"D", "P2", "L1", "L2", "L3", "L4", "L5", "L6", "L7", "S3"}
 
 
 def register(subparsers) -> None:
@@ -46,6 +47,14 @@ def _cmd_prove(args) -> int:
             raise SuperposeError(f"--only: unknown lemma id(s) {', '.join(unknown)}; known: {', '.join(known)}")
         selected = [c for c in selected if checks.lemma_id(c) in set(args.only)]
     arguments = _arguments_for(args)
+    model = arguments.get("model")
+    if model is not None and model.tasks.answer_length > 1:
+        skipped = [c for c in selected if checks.lemma_id(c) in ONE_TOKEN_LEMMAS]
+        selected = [c for c in selected if c not in skipped]
+        if skipped:
+            print(f"answers of {model.tasks.answer_length} tokens: the layer lemmas "
+                  f"({', '.join(checks.lemma_id(c) for c in skipped)}) state the one-token circuit; "
+                  "the exact run X certifies these weights", flush=True)
     results = []
     for check in selected:
         result = check(**{name: value for name, value in arguments.items()
@@ -75,5 +84,7 @@ def _arguments_for(args) -> dict:
     sharpness = DEFAULT_SHARPNESS if args.sharpness is None else args.sharpness
     model = build(tasks, max_examples=args.max_examples, sharpness=sharpness)
     prompts = [Prompt([], [0] * tasks.slots)] + random_prompts(tasks, model.max_examples, PROVE_RANDOM_PROMPTS, seed=0)
+    prompts += [Prompt(p.examples, p.query, tasks.answer_of(tasks.tasks[0], p.query)[:j])
+                for p in prompts[:3] for j in range(1, tasks.answer_length)]   # continuation sites
     print(f"Task set {args.tasks}: {model.summary()}", flush=True)
     return {"model": model, "cases": [(model, prompts)]}

@@ -42,10 +42,10 @@ from sympy import QQ
 from superpose.construct.build import LAYER_SPECS, SuperposeModel, build
 from superpose.construct.spec import exact_values
 from superpose.setting import Prompt, prediction_positions, tokenize, validate_prompt
-from superpose.verify.analytic import predict
+from superpose.verify.analytic import predict, separable
 
 from .result import ProofFailure, ProofInputError, lemma, require
-from .subjects import prompts_for, proof_models, random_prompts
+from .subjects import prompts_for, proof_models, random_prompts, two_token_prompts, two_token_tasks
 
 ZERO = QQ(0)
 
@@ -311,7 +311,7 @@ def _specification(model: SuperposeModel, prompt: Prompt) -> dict[int, dict[tupl
     """Layer -> {(block, position, *index): exact value}: the seven specs' ``exact`` values."""
     tokens = tokenize(model.tasks, prompt).tolist()
     spec: dict[int, dict[tuple, Fraction]] = {}
-    for number, written in enumerate(exact_values(LAYER_SPECS, model.tasks, tokens), start=1):
+    for number, written in enumerate(exact_values(LAYER_SPECS, model.tasks, tokens, model.conditioned), start=1):
         spec[number] = {}
         for block, per_position in written.items():
             for t, value in enumerate(per_position):
@@ -344,8 +344,12 @@ def run_prompt(weights: ExactWeights, prompt: Prompt) -> int:
                                  f"specified {want}")
             compared += 1
     out = readout(weights, streams[-1])
-    positions = prediction_positions(model.tasks, prompt.n_examples)
-    for i, (t, row) in enumerate(zip(positions, predict(model.tasks, prompt, exact=True))):
+    positions = prediction_positions(model.tasks, prompt.n_examples, len(prompt.query_prefix))
+    mode = "conditioned" if model.conditioned else "marginal"
+    claimed = [ok or not model.conditioned for ok, _ in separable(model.tasks, prompt)]
+    for i, (t, row, exact) in enumerate(zip(positions, predict(model.tasks, prompt, exact=True, mode=mode), claimed)):
+        if not exact:   # outside the class the construction conditions exactly on: the specs above hold
+            continue
         got = [_as_fraction(x) for x in out[int(t)]]
         require(got == list(row), f"{prompt.to_json()}: readout at prediction position {i} is "
                                   f"{[str(x) for x in got]}, predicted {[str(x) for x in row]}")
@@ -354,14 +358,20 @@ def run_prompt(weights: ExactWeights, prompt: Prompt) -> int:
 
 
 def default_cases() -> list[tuple[SuperposeModel, list[Prompt]]]:
-    """The proof models with their hand-picked prompts and six seeded random ones each."""
-    return [(m, prompts_for(m.tasks) + random_prompts(m.tasks, m.max_examples, count=6, seed=i))
-            for i, m in enumerate(proof_models())]
+    """The proof models with their hand-picked prompts and six seeded random ones each, and a model of
+    two-token answers (conditioned and marginal) on prompts that keep, eliminate and condition tasks."""
+    cases = [(m, prompts_for(m.tasks) + random_prompts(m.tasks, m.max_examples, count=6, seed=i))
+             for i, m in enumerate(proof_models())]
+    two_token = two_token_tasks()
+    for conditioned in (True, False):   # answers of two tokens, and the marginal variant
+        cases.append((build(two_token, max_examples=2, conditioned=conditioned), two_token_prompts()))
+    return cases
 
 
 @lemma("X exact hard-attention run",
        "in exact arithmetic with every softmax at its beta -> oo limit, the built weights give every layer's "
-       "specified output and readout = predict(tasks, prompt, exact=True) at every prediction position")
+       "specified output and readout = predict(tasks, prompt, exact=True) at every prediction position (answers "
+       "of several tokens: the conditioned rule where separable, the marginal rule for the marginal variant)")
 def check_exact_run(cases: Sequence[tuple[SuperposeModel, Sequence[Prompt]]] | None = None) -> str:
     cases = default_cases() if cases is None else cases
     compared = prompts = 0
@@ -384,8 +394,8 @@ def check_exact_run(cases: Sequence[tuple[SuperposeModel, Sequence[Prompt]]] | N
 def check_sharpness_scales_scores(model=None) -> str:
     from .layer_lemmas import head_bilinear, models_to_check
     worst = 0.0
-    for m in models_to_check(model):
-        unit = build(m.tasks, max_examples=m.max_examples, sharpness=1.0)
+    for m in models_to_check(model, one_token=False):
+        unit = build(m.tasks, max_examples=m.max_examples, sharpness=1.0, conditioned=m.conditioned)
         for path, a, b in _leaves(m.params, unit.params):
             if path[-1] in ("W_Q", "b_Q", "W_K", "b_K"):
                 continue

@@ -39,15 +39,19 @@ QUARTER, THREE_QUARTERS = Fraction(1, 4), Fraction(3, 4)
 LOOK_BACK_TOLERANCE = 1e-10  # times beta: the float rotation entries are within ~1e-13 beta of exact
 
 
-def models_to_check(model: Any) -> list[SuperposeModel]:
-    """``None``: freshly built proof models; a model; or a sequence of models."""
+def models_to_check(model: Any, one_token: bool = True) -> list[SuperposeModel]:
+    """``None``: freshly built proof models; a model; or a sequence of models (of one-token answers:
+    the layer lemmas state the one-token circuit; lemma X certifies models of longer answers)."""
     if model is None:
         return proof_models()
-    if isinstance(model, SuperposeModel):
-        return [model]
-    if isinstance(model, (list, tuple)) and model and all(isinstance(m, SuperposeModel) for m in model):
-        return list(model)
-    raise ProofInputError(f"model: expected a SuperposeModel or a list of them, got {type(model).__name__}")
+    models = [model] if isinstance(model, SuperposeModel) else model
+    if not (isinstance(models, (list, tuple)) and models and all(isinstance(m, SuperposeModel) for m in models)):
+        raise ProofInputError(f"model: expected a SuperposeModel or a list of them, got {type(model).__name__}")
+    for m in models:
+        if one_token and m.tasks.answer_length > 1:
+            raise ProofInputError(f"model: answers of {m.tasks.answer_length} tokens; this lemma states the "
+                                  "one-token circuit (lemma X certifies models of longer answers)")
+    return list(models)
 
 
 # ----------------------------------------------------------------------------------- claims
@@ -244,9 +248,9 @@ def _count_form(model: SuperposeModel) -> dict:
     return {model.layout.at("match_raw", k): 1 for k in range(model.tasks.K)}
 
 
-def _per_model(models: Any, prove_one: Callable[[SuperposeModel], str]) -> str:
+def _per_model(models: Any, prove_one: Callable[[SuperposeModel], str], one_token: bool = True) -> str:
     return "; ".join(f"K={m.tasks.K}, d={m.tasks.vocab_size}, s={m.tasks.slots}: {prove_one(m)}"
-                     for m in models_to_check(models))
+                     for m in models_to_check(models, one_token))
 
 
 # ----------------------------------------------------------------------------------- lemmas
@@ -275,7 +279,7 @@ def check_embedding_and_readout(model=None) -> str:
         require(np.array_equal(p["unembed"]["W_U"], W_U) and not np.any(p["unembed"]["b_U"]),
                 "the readout is not exactly the out block")
         return f"W_pos within {deviation:.1e} of exact"
-    return _per_model(model, prove)
+    return _per_model(model, prove, one_token=False)
 
 
 @lemma("L1 find answers",
@@ -471,10 +475,11 @@ def check_dimensions(model=None) -> str:
     E_ = sp.Symbol("E", positive=True, integer=True)
     theorem_widths = [2, E_ + S_ * d_, 6 * K_ + 2, K_ ** 2, 0, 3 * S_ * d_, E_]
     theorem_heads = [1, S_, 0, 0, 1, S_, 0]
-    names = {"d": d_, "S": S_, "K": K_, "E": E_}
+    names = {"d": d_, "S": S_, "K": K_, "E": E_, "A": 1, "C": 1}   # the theorem states one-token answers
     for spec, width, heads in zip(LAYER_SPECS, theorem_widths, theorem_heads):
-        require(sp.expand(sp.sympify(spec.mlp_width, locals=names) - width) == 0
-                and sp.expand(sp.sympify(spec.heads, locals=names) - heads) == 0,
+        stated_width = eval(spec.mlp_width, {"__builtins__": {}, "min": min}, names)   # noqa: S307 -- specs'
+        stated_heads = eval(spec.heads, {"__builtins__": {}, "min": min}, names)       # noqa: S307
+        require(sp.expand(stated_width - width) == 0 and sp.expand(stated_heads - heads) == 0,
                 f"layer {spec.number}'s spec states {spec.heads} heads and {spec.mlp_width} units; "
                 f"the theorem {heads} and {width}")
     models = dimension_models() if model is None else models_to_check(model)

@@ -103,7 +103,31 @@ def random_prompts(tasks: TaskSet, max_examples: int, count: int, seed: int = 0)
         examples = []
         for _ in range(rng.randint(0, max_examples)):
             x = inputs()
-            y = rng.randrange(tasks.vocab_size) if rng.random() < 0.3 else rng.choice(tasks.tasks)(x)
+            if rng.random() < 0.3:
+                y = [rng.randrange(tasks.vocab_size) for _ in range(tasks.answer_length)]
+                y = y[0] if tasks.answer_length == 1 else y
+            else:
+                y = rng.choice(tasks.tasks)(x)
             examples.append(Example(x, y))
         prompts.append(Prompt(examples, inputs()))
     return prompts
+
+
+def two_token_tasks() -> TaskSet:
+    """d = 3, s = 1, answers of two tokens: "ab" (x -> x, x+1) and "ac" (x -> x, x+2) share their first
+    token, "cc" (x -> 2, 2) does not: the answer so far decides which tasks survive."""
+    return TaskSet(vocab_size=3, slots=1, tasks=[
+        Task("ab", 0, [[x, (x + 1) % 3] for x in range(3)]),
+        Task("ac", 0, [[x, (x + 2) % 3] for x in range(3)]),
+        Task("cc", 0, [[2, 2]] * 3)], answer_length=2)
+
+
+def two_token_prompts() -> list[Prompt]:
+    """Prompts of the two-token task set: surviving and eliminated tasks, the prior, noise."""
+    return [
+        Prompt([], query=[0], query_prefix=[0]),                                   # prior: ab, ac survive
+        Prompt([Example([0], [0, 1]), Example([1], [2, 2])], query=[2], query_prefix=[2]),   # ab; cc; all fit 2..
+        Prompt([Example([1], [1, 2]), Example([2], [2, 1])], query=[0], query_prefix=[0]),   # ab; ac; cc eliminated
+        Prompt([Example([0], [1, 1])], query=[1], query_prefix=[1]),               # noise only: prior
+        Prompt([Example([0], [2, 2])], query=[0], query_prefix=[0]),               # cc only: nobody survives
+    ]

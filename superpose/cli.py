@@ -3,10 +3,11 @@
     superpose demo   [--dtype float32|float64] [--json] [--timing]
     superpose run    TASKS.json PROMPT.json [--dtype ...] [--json] [--timing] [--weights FILE.npz]
                      [--max-examples M] [--sharpness B] [--executor standard|chunked] [--block B]
-                     [--memory-limit SIZE]
+                     [--certify] [--memory-limit SIZE]
     superpose build  TASKS.json -o FILE.npz [--force] [--max-examples M] [--sharpness B] [--memory-limit SIZE]
     superpose layers [TASKS.json] [--max-examples M] [--memory-limit SIZE] [--markdown]
     superpose sweep / plot / bench / export ...              (verify/cli.py)
+    superpose explain  [TASKS.json PROMPT.json] -o PAGE.html (verify/explain_cli.py)
     superpose prove    [TASKS.json] [--only ID ...] [-v]     (proofs/cli.py)
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
@@ -44,6 +45,7 @@ from superpose.setting import (
     TaskSet,
     load_json_file,
     prediction_positions,
+    prediction_sites,
     tokenize,
     validate_prompt,
 )
@@ -52,8 +54,8 @@ from superpose.setting import (
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
 # its parsers with set_defaults(func=...) returning an exit code.
 COMMAND_MODULES: tuple[str, ...] = (
-    "superpose.verify.cli", "superpose.proofs.cli", "superpose.examples.cli", "superpose.train.cli",
-    "superpose.verify.generate_cli")
+    "superpose.verify.cli", "superpose.verify.explain_cli", "superpose.proofs.cli", "superpose.examples.cli",
+    "superpose.train.cli", "superpose.verify.generate_cli")
 
 
 class _UsageError(Exception):
@@ -69,19 +71,14 @@ def no_bound_reason(bound: ErrorBound, K: int, T: int, sharpness: float, dtype: 
     """Why ``error_bound`` gives no bound (``bound.holds`` is false), in words, with what to change."""
     wider = " or use --dtype float64" if dtype == "float32" else ""
     largest = float(np.finfo(dtype).max)
-    if 2 * sharpness > largest:
-        return (f"sharpness {sharpness:g} overflows {dtype} (scores reach 2 x sharpness; the largest {dtype} is "
-                f"{largest:.3g}): lower --sharpness{wider}")
+    if bound.why == "overflow" or 2 * sharpness > largest:
+        return (f"sharpness {sharpness:g} overflows {dtype} (look-back scores reach about 2 L x sharpness; the "
+                f"largest {dtype} is {largest:.3g}): lower --sharpness{wider}")
     if not math.isfinite(bound.leak):
         return (f"sharpness {sharpness:g} is too low for K = {K} and {T} tokens: soft attention leaks more "
                 f"than 1/4 into the snapped values even in exact arithmetic (raise --sharpness)")
-    if not bound.snap_input_error <= 0.25:
-        return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
-                f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt or a lower "
-                f"--sharpness{wider})")
-    return (f"{dtype} rounding of the tally's scores (of size 2 x sharpness = {2 * sharpness:g}) may make the "
-            f"weights of the consistent examples differ by a factor of 2 or more, so the tally is no longer "
-            f"an average of the votes (lower --sharpness{wider})")
+    return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
+            f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt{wider})")
 
 
 def _finite(x: float) -> float | None:
@@ -89,13 +86,13 @@ def _finite(x: float) -> float | None:
 
 
 def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "standard", block: int = 256,
-            timing: bool = False) -> dict:
+            timing: bool = False, certify: bool = False) -> dict:
     """Model vs analytic prediction at every prediction position (the ``--json`` object).
 
     Deterministic: the same input gives byte-identical JSON. Run times are added under
     ``"timing"`` only when ``timing`` is true.
     """
-    from superpose.verify.sweep import prefix_predictions
+    from superpose.verify.analytic import predict, separable
 
     start = time.perf_counter()
     with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported below, not warned about
@@ -105,24 +102,38 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
 
             validate_prompt(model.tasks, prompt, model.max_examples)
             readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
-            outputs = readout[prediction_positions(model.tasks, prompt.n_examples)]
+            outputs = readout[prediction_positions(model.tasks, prompt.n_examples, len(prompt.query_prefix))]
         else:
             outputs = model.run([prompt], dtype=dtype)[0]
     seconds = time.perf_counter() - start
-    expected, _ = prefix_predictions(model.tasks, prompt)  # O(m K), the same numbers as analytic.predict
-    T = model.tasks.prompt_length(prompt.n_examples)
+    tasks = model.tasks
+    expected = predict(tasks, prompt, mode="conditioned" if model.conditioned else "marginal")
+    T = tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))
     bound = model.error_bound(dtype, prompt_length=T)
+    # answers of several tokens: the conditioned model is exact where the mixture is separable
+    claims = separable(tasks, prompt) if model.conditioned else [(True, "")] * len(expected)
     errors = np.abs(outputs - expected).max(axis=1)
-    worst = float(errors.max()) if np.isfinite(errors).all() else math.inf
+    exact = np.array([ok for ok, _ in claims])
+    claimed = errors[exact]
+    worst = float(claimed.max()) if claimed.size and np.isfinite(claimed).all() else (0.0 if not claimed.size
+                                                                                          else math.inf)
     predictions = []
-    for i, (out, ana, err) in enumerate(zip(outputs, expected, errors)):
-        predictions.append({
-            "example": i,
+    sites = prediction_sites(tasks, prompt.n_examples, len(prompt.query_prefix))
+    for (i, j), out, ana, err, (ok, why) in zip(sites, outputs, expected, errors, claims):
+        entry = {"example": i}
+        if tasks.answer_length > 1:
+            entry["answer_token"] = j
+        entry.update({
             "model": [_finite(x) for x in out],
             "analytic": [float(x) for x in ana],
             "max_abs_error": _finite(err),
-            "bound": bound.total if bound.holds else None,
+            "bound": bound.total if bound.holds and ok else None,
         })
+        if tasks.answer_length > 1:
+            entry["exact"] = bool(ok)
+            if not ok:
+                entry["reason"] = why
+        predictions.append(entry)
     if not bound.holds:
         status, reason = "no_bound", no_bound_reason(bound, model.tasks.K, T, model.sharpness, dtype)
     else:
@@ -142,6 +153,12 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     }
     if reason is not None:
         report["no_bound_reason"] = reason
+    if certify:  # a posteriori: every flag bit-exact in this run, then the tight bound for this prompt
+        from superpose.construct.bound import certify as certify_run
+
+        report["certificate"] = certify_run(model, prompt, dtype)
+        if report["certificate"]["certified"] and not worst <= report["certificate"]["bound"]:
+            report["status"] = "bound_violated"
     if timing:
         report["timing"] = {"run_seconds": seconds}
     return report
@@ -190,6 +207,10 @@ def _print_table(model: SuperposeModel, prompt: Prompt, report: dict) -> None:
     print(f"Model: {c.n_layers} layers, {c.n_heads} head{'s' if c.n_heads > 1 else ''} per attention layer "
           f"(one per input slot read), d_model {c.d_model}, "
           f"{model.n_params:,} parameters, context {c.n_ctx} tokens")
+    if "certificate" in report:
+        c = report["certificate"]
+        print(f"Certified bound (this run: every flag bit-exact, {c['consistent_examples']} consistent examples): "
+              f"{c['bound']:.3e}" if c["certified"] else f"Not certified: {c['reason']}")
     if report["status"] == "within_bound":
         print("Result: the model's output is within the bound of the analytic prediction.")
     elif report["status"] == "no_bound":
@@ -265,7 +286,8 @@ def _cmd_run(args) -> int:
     tasks = _load_tasks(args.tasks, limit)
     prompt = _load_prompt(args.prompt, limit)
     model = _model_for(tasks, prompt, args, limit)
-    report = _report(model, prompt, args.dtype, args.executor, args.block, timing=args.timing)
+    report = _report(model, prompt, args.dtype, args.executor, args.block, timing=args.timing,
+                     certify=args.certify)
     if args.json:
         _print_json(report)
     else:
@@ -362,6 +384,8 @@ def _parser() -> _Parser:
                      help="standard: superpose.model; chunked: block-wise attention (superpose.verify.chunked), "
                           "memory linear in the prompt length")
     run.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+    run.add_argument("--certify", action="store_true",
+                     help="check in this run that every flag is bit-exact and report the bound certified for this prompt")
     add_memory_option(run)
     run.set_defaults(func=_cmd_run)
 

@@ -76,6 +76,8 @@ def save(model: SuperposeModel, path: str, force: bool = True, inputs: Sequence[
         "residual_labels": model.residual_labels,
         "sha256": {k: array_digest(v) for k, v in flat.items()},
     }
+    if not model.conditioned:   # the marginal variant for answers of several tokens
+        metadata["conditioned"] = False
     blob = np.frombuffer(json.dumps(metadata).encode("utf-8"), dtype=np.uint8)
     with atomic_write(path, force=force, inputs=inputs) as tmp:
         with open(tmp, "wb") as f:
@@ -93,6 +95,7 @@ class WeightsHeader:
     sharpness: float
     digests: dict
     residual_labels: Any
+    conditioned: bool = True
 
 
 def _member_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str):
@@ -174,12 +177,15 @@ def _header_from(archive: zipfile.ZipFile, path: str, limit: MemoryLimit) -> Wei
             raise ValueError(f"max_examples {max_examples!r}")
         digests = dict(metadata["sha256"])
         labels = metadata.get("residual_labels")
-        expected = planned_config(tasks, max_examples)
+        conditioned = metadata.get("conditioned", True)
+        if not isinstance(conditioned, bool):
+            raise ValueError(f"conditioned {conditioned!r}")
+        expected = planned_config(tasks, max_examples, conditioned)
     except (KeyError, TypeError, ValueError, AttributeError, SuperposeError) as e:
         raise WeightsFileError(f"{path}: malformed metadata ({str(e)[:200]})") from None
     if config != expected:
         raise WeightsFileError(f"{path}: config or residual layout does not match its task set")
-    return WeightsHeader(path, tasks, config, max_examples, sharpness, digests, labels)
+    return WeightsHeader(path, tasks, config, max_examples, sharpness, digests, labels, conditioned)
 
 
 def read_header(path: str, limit: MemoryLimit | None = None) -> WeightsHeader:
@@ -231,12 +237,12 @@ def load(path: str, expect_tasks: TaskSet | None = None, limit: MemoryLimit | No
                 for name, (shape, dtype) in headers.items()}
     h = header
     return checked_model(path, flat, h.tasks, h.config, h.max_examples, h.sharpness, h.digests, h.residual_labels,
-                         expect_tasks)
+                         expect_tasks, h.conditioned)
 
 
 def checked_model(path: str, flat: dict[str, np.ndarray], tasks: TaskSet, config: ModelConfig,
                   max_examples: int, sharpness: float, digests: dict[str, str], residual_labels: Any,
-                  expect_tasks: TaskSet | None = None) -> SuperposeModel:
+                  expect_tasks: TaskSet | None = None, conditioned: bool = True) -> SuperposeModel:
     """The model stored in a file, after checking it (any format: .npz here, safetensors in verify.export).
 
     Every array must have the shape ``config`` implies and match its SHA-256 digest, and
@@ -255,10 +261,11 @@ def checked_model(path: str, flat: dict[str, np.ndarray], tasks: TaskSet, config
     if expect_tasks is not None and expect_tasks != tasks:
         raise WeightsFileError(f"{path}: built for a different task set than the one given")
     try:
-        reference = build(tasks, max_examples=max_examples, sharpness=sharpness)
+        reference = build(tasks, max_examples=max_examples, sharpness=sharpness, conditioned=conditioned)
     except SuperposeError as e:
         raise WeightsFileError(f"{path}: metadata describes an invalid model ({e})") from None
     if reference.config != config or reference.residual_labels != residual_labels:
         raise WeightsFileError(f"{path}: config or residual layout does not match its task set")
     params = unflatten_params({k: np.asarray(v, dtype=np.float64) for k, v in flat.items()})
-    return SuperposeModel(tasks, max_examples, sharpness, reference.layout, config, params, reference.layers)
+    return SuperposeModel(tasks, max_examples, sharpness, reference.layout, config, params, reference.layers,
+                          conditioned=conditioned)

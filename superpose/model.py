@@ -125,7 +125,8 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
                 batch[row, : len(token_lists[i])] = token_lists[i]
             readout = run_tokens(model, batch, dtype, shape=shape)
             for row, i in enumerate(chunk):
-                results[i] = readout[row, prediction_positions(model.tasks, prompts[i].n_examples)]
+                results[i] = readout[row, prediction_positions(model.tasks, prompts[i].n_examples,
+                                                                len(prompts[i].query_prefix))]
     return results  # type: ignore[return-value]
 
 

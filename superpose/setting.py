@@ -104,6 +104,9 @@ def _require_token(value: Any, where: str, vocab_size: int, error: type[Superpos
     return token
 
 
+#: Most input slots one task may read (its table is nested this deep).
+MAX_ARITY = 64
+
 #: Longest answer, in tokens (``answer_length``): each answer position adds heads and units.
 MAX_ANSWER_LENGTH = 16
 
@@ -173,13 +176,18 @@ class Task:
         return {"name": self.name, "slots": list(self.slots), "table": _thaw(self.table)}
 
 
-def _freeze(table: Any) -> Any:
-    """Nested tuples from nested sequences or arrays (entries are left for ``TaskSet`` to check)."""
+def _freeze(table: Any, depth: int = 0) -> Any:
+    """Nested tuples from nested sequences or arrays (entries are left for ``TaskSet`` to check).
+
+    Below ``MAX_ARITY + 1`` levels (slots, then the answer) nothing is frozen: a deeper table is
+    malformed whatever it holds, and ``TaskSet`` says so without recursing further."""
+    if depth > MAX_ARITY + 1:
+        return table
     if isinstance(table, np.ndarray):
-        return table.tolist() if table.ndim == 0 else tuple(_freeze(x) for x in table)
+        return table.tolist() if table.ndim == 0 else tuple(_freeze(x, depth + 1) for x in table)
     if isinstance(table, (str, bytes, dict)) or not isinstance(table, (Sequence, range)):
         return table
-    return tuple(_freeze(x) for x in table)
+    return tuple(_freeze(x, depth + 1) for x in table)
 
 
 def _thaw(table: Any) -> Any:
@@ -219,6 +227,8 @@ def _check_task(task: Any, k: int, d: int, s: int, answer_length: int = 1) -> Ta
     slots = tuple(_require_int(a, field_name, TaskSetError) for a in task.slots)
     if len(slots) > s:
         raise TaskSetError(f"{field_name}: reads {len(slots)} slots, but examples have only slots = {s}")
+    if len(slots) > MAX_ARITY:
+        raise TaskSetError(f"{field_name}: reads {len(slots)} slots; a task reads at most {MAX_ARITY} (MAX_ARITY)")
     for a in slots:
         if not 0 <= a < s:
             raise TaskSetError(f"{field_name}: {a} is outside 0..{s - 1} (slots = {s})")

@@ -73,7 +73,8 @@ def test_build_then_run_with_weights(tmp_path):
     tasks = write(tmp_path, "t.json", TASKS)
     weights = str(tmp_path / "m.npz")
     code, out, err = cli("build", tasks, "-o", weights, "--max-examples", "5")
-    assert code == 0, err and "wrote" in out
+    assert code == 0, err
+    assert "wrote" in out
     code, out, err = cli("run", tasks, write(tmp_path, "p.json", PROMPT), "--weights", weights, "--json")
     assert code == 0, err
     assert json.loads(out)["predictions"][-1]["max_abs_error"] < 1e-5

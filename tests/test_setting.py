@@ -104,3 +104,13 @@ def test_reading_slots_in_another_order_transposes_the_table():
     backward = Task("A-B", [1, 0], [[(a - b) % 5 for a in range(5)] for b in range(5)])
     for x in ([0, 3], [4, 1], [2, 2]):
         assert forward(x) == backward(x) == (x[0] - x[1]) % 5
+
+
+def test_a_table_nested_hundreds_deep_is_a_typed_error_not_a_recursion_error():
+    table = 0
+    for _ in range(900):
+        table = [table]
+    with pytest.raises(TaskSetError, match=r"tasks\[0\]\.table"):
+        TaskSet(2, 1, [Task("deep", 0, table)])
+    with pytest.raises(TaskSetError, match="at most 64"):
+        TaskSet(1, 70, [Task("wide", list(range(65)), 0)])

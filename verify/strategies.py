@@ -50,8 +50,9 @@ def tables(draw, vocab_size: int, arity: int = 1):
 
 @st.composite
 def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
-              min_vocab: int = 2, max_arity: int = 3) -> TaskSet:
-    """A random ``TaskSet`` with ``1..max_tasks`` tasks reading 1..max_arity slots each.
+              min_vocab: int = 2, max_arity: int = 3, max_answer_length: int = 1) -> TaskSet:
+    """A random ``TaskSet`` with ``1..max_tasks`` tasks reading 1..max_arity slots each, and answers
+    of 1..max_answer_length tokens (each answer token its own table of a drawn kind).
 
     Duplicates (the same slots and table twice), tasks reading the same slots in another
     order, tasks sharing slots, colliding tables (equal on most inputs) and constant
@@ -60,6 +61,7 @@ def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
     d = draw(st.integers(min_vocab, max_vocab))
     s = draw(st.integers(1, max_slots))
     K = draw(st.integers(1, max_tasks))
+    A = draw(st.integers(1, max_answer_length))
     tasks: list[Task] = []
     for k in range(K):
         if tasks and draw(st.integers(0, 5)) == 0:  # an exact duplicate of an earlier task
@@ -69,8 +71,9 @@ def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
         if tasks and draw(st.integers(0, 5)) == 0 and tasks[-1].arity > 1:  # same slots, another order
             source = tasks[-1]
             order = draw(st.permutations(range(source.arity)))
+            axes = list(order) + ([source.arity] if A > 1 else [])   # the answer axis stays last
             tasks.append(Task(f"perm{k}", [source.slots[i] for i in order],
-                              np.transpose(source.table_array(), order).tolist()))
+                              np.transpose(source.table_array(), axes).tolist()))
             continue
         r = draw(st.integers(1, min(max_arity, s)))
         slots = draw(st.permutations(range(s)))[:r]
@@ -80,10 +83,12 @@ def task_sets(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
             table[tuple(draw(st.integers(0, d - 1)) for _ in range(source.arity))] = draw(st.integers(0, d - 1))
             slots = source.slots
             table = table.tolist()
-        else:
+        elif A == 1:
             table = draw(tables(d, r))
+        else:   # token j of the answer from its own table: tasks may agree on a first token and then part
+            table = np.stack([np.asarray(draw(tables(d, r))) for _ in range(A)], axis=-1).tolist()
         tasks.append(Task(f"t{k}", slots, table))
-    return TaskSet(d, s, tasks)
+    return TaskSet(d, s, tasks, answer_length=A)
 
 
 @st.composite
@@ -102,11 +107,19 @@ def prompts(draw, tasks: TaskSet, max_examples: int = 16, min_examples: int = 0)
         k = next(i for i, cumulative in enumerate(_cumsum(weights)) if ticket < cumulative)
         if k < K:
             y = tasks.tasks[k](x)
-        else:
+        elif tasks.answer_length == 1:
             fits_none = [v for v in range(d) if all(t(x) != v for t in tasks.tasks)]
             y = draw(st.sampled_from(fits_none)) if fits_none else draw(st.integers(0, d - 1))
+        else:   # a random answer: usually no task's (a chimera of their tokens, often)
+            y = draw(st.lists(st.integers(0, d - 1), min_size=tasks.answer_length, max_size=tasks.answer_length))
         examples.append(Example(x, y))
-    return Prompt(examples, draw(inputs))
+    query = draw(inputs)
+    j = draw(st.integers(0, tasks.answer_length - 1))
+    if j and draw(st.booleans()):   # the start of some task's answer (a prefix that tasks survive)
+        prefix = tasks.answer_of(tasks.tasks[draw(st.integers(0, K - 1))], query)[:j]
+    else:
+        prefix = tuple(draw(st.lists(st.integers(0, d - 1), min_size=j, max_size=j)))
+    return Prompt(examples, query, prefix)
 
 
 def _cumsum(values: list[int]) -> list[int]:
@@ -119,14 +132,15 @@ def _cumsum(values: list[int]) -> list[int]:
 
 @st.composite
 def cases(draw, max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4,
-          max_examples: int = 16, max_arity: int = 3) -> tuple[TaskSet, Prompt]:
+          max_examples: int = 16, max_arity: int = 3, max_answer_length: int = 1) -> tuple[TaskSet, Prompt]:
     """``(tasks, prompt)`` drawn together."""
-    tasks = draw(task_sets(max_vocab, max_slots, max_tasks, max_arity=max_arity))
+    tasks = draw(task_sets(max_vocab, max_slots, max_tasks, max_arity=max_arity,
+                           max_answer_length=max_answer_length))
     return tasks, draw(prompts(tasks, max_examples))
 
 
 def covering_config(max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4, max_examples: int = 16,
-                    max_arity: int = 3):
+                    max_arity: int = 3, max_answer_length: int = 1):
     """A ``ModelConfig`` at least as large as that of every model ``cases(...)`` can draw.
 
     Zero-pad every drawn model to it (``superpose.model.run(..., shape=...)``) and a whole
@@ -136,10 +150,15 @@ def covering_config(max_vocab: int = 8, max_slots: int = 3, max_tasks: int = 4, 
     2
     """
     from superpose.construct.build import planned_config
+    from superpose.executor import covering_config as cover
 
     s, r = max_slots, min(max_arity, max_slots)
     # K tasks of the largest arity that read as many distinct slots as possible (S = min(s, K r)):
-    # the widest layers and the most heads any drawn task set can have
-    widest = TaskSet(max_vocab, s, [Task(f"t{k}", [(k * r + j) % s for j in range(r)],
-                                         np.zeros((max_vocab,) * r, dtype=int)) for k in range(max_tasks)])
-    return planned_config(widest, max_examples)
+    # the widest layers and the most heads any drawn task set can have, for each answer length
+    configs = []
+    for A in range(1, max_answer_length + 1):
+        shape = (max_vocab,) * r + ((A,) if A > 1 else ())
+        widest = TaskSet(max_vocab, s, [Task(f"t{k}", [(k * r + j) % s for j in range(r)], np.zeros(shape, dtype=int))
+                                        for k in range(max_tasks)], answer_length=A)
+        configs.append(planned_config(widest, max_examples))
+    return cover(*configs)
