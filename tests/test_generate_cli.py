@@ -7,7 +7,7 @@ import pytest
 
 import superpose.cli
 from superpose import build
-from superpose.setting import BuildError, TaskSet
+from superpose.setting import TaskSet
 
 PAIRS = {"vocab_size": 4, "slots": 3, "answer_length": 2, "tasks": [
     {"name": "AB", "slots": [0, 1], "table": [[[u, w] for w in range(4)] for u in range(4)]},
@@ -114,31 +114,29 @@ def test_constructed_model_one_token(capsys, files):
 
 
 def test_constructed_model_several_tokens(capsys, files):
-    """Exit 2 with build's one line while the construction refuses answer_length > 1; the analytic
-    answers within the bound once it builds."""
+    """The constructed model decodes the separable PAIRS prompt to the shares, within its bound, in
+    both modes (the marginal model's answers are the analytic marginal rule's)."""
     tasks, prompt = files("t.json", PAIRS), files("p.json", PROMPT)
-    try:
-        model = build(TaskSet.from_json(PAIRS), max_examples=4)
-    except BuildError as e:
-        code, out, err = generate(capsys, tasks, prompt, "--json")
-        assert code == 2 and out == "" and err == f"error: {e}\n"
-        return
+    bound = build(TaskSet.from_json(PAIRS), max_examples=4).error_bound("float64").total
     report = run_json(capsys, tasks, prompt)
     got = {tuple(a["tokens"]): a["probability"] for a in report["answers"]}
-    assert got.keys() == SHARES.keys()
-    assert max(abs(got[a] - p) for a, p in SHARES.items()) <= 3 * model.error_bound("float64").total
+    assert got.keys() == SHARES.keys() and report["forward_passes"] == 3
+    assert max(abs(got[a] - p) for a, p in SHARES.items()) <= 3 * bound   # a product of two readouts
+    marginal = run_json(capsys, tasks, prompt, "--mode", "marginal", "--threshold", "0")
+    expected = run_json(capsys, tasks, prompt, "--model", "analytic", "--mode", "marginal", "--threshold", "0")
+    got = {tuple(a["tokens"]): a["probability"] for a in marginal["answers"]}
+    want = {tuple(a["tokens"]): a["probability"] for a in expected["answers"]}
+    assert got.keys() == want.keys() and max(abs(got[a] - want[a]) for a in want) <= 3 * bound
+    assert marginal["metrics"]["chimera_mass"] == pytest.approx(3 / 8, abs=3 * bound)
+    code, out, err = generate(capsys, tasks, prompt, "--max-examples", "3")
+    assert code == 2 and err.count("\n") == 1 and "examples" in err
 
 
-def test_constructed_marginal_mode(capsys, files):
-    """--mode marginal on the constructed model needs build(..., conditioned=False)."""
-    import inspect
-
+def test_constructed_marginal_mode_one_token(capsys, files):
+    """One-token answers: the marginal and conditioned constructed models agree."""
     code, out, err = generate(capsys, files("t.json", ONE_TOKEN), files("p.json", ONE_PROMPT), "--mode",
                               "marginal", "--json")
-    if "conditioned" not in inspect.signature(build).parameters:
-        assert code == 2 and err.count("\n") == 1 and "marginal" in err
-    else:   # one-token answers: the marginal and conditioned rules agree
-        assert code == 0 and abs(json.loads(out)["answers"][0]["probability"] - 2 / 3) < 1e-12
+    assert code == 0 and abs(json.loads(out)["answers"][0]["probability"] - 2 / 3) < 1e-12
 
 
 BAD = [

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from superpose import Example, Prompt, Task, TaskSet, build
-from superpose.setting import BuildError, PromptError
+from superpose.setting import PromptError
 from superpose.verify.analytic import answer_mixture, task_mixture
 from superpose.verify.generation import (
     CountingStep,
@@ -308,18 +308,24 @@ def test_model_step_on_a_one_token_task_set_returns_the_mixture_within_the_bound
 
 
 def test_model_step_on_answers_of_several_tokens():
-    """Once the construction lands, the constructed model's superposed decode is the analytic mixture
-    within the bound; until then build refuses the task set with a BuildError."""
+    """On a separable prompt (every example fits one task) the constructed model's superposed decode is
+    the analytic mixture within the bound, in the same forward passes; its marginal variant's is the
+    analytic marginal rule's, chimeras included."""
     tasks = pair_tasks()
     prompt = pair_prompt(tasks, (3, 2, 1))
-    try:
-        model = build(tasks, max_examples=prompt.n_examples)
-    except BuildError as e:
-        assert "answer_length" in str(e)
-        pytest.skip("the construction for answers of several tokens is not on this branch yet")
+    model = build(tasks, max_examples=prompt.n_examples)
     bound = model.error_bound("float64").total
-    decoded = superposed(model_step(model, prompt, "float64"))
+    step = model_step(model, prompt, "float64")
+    decoded = superposed(step)
     expected = expected_mixture(tasks, prompt)
     assert decoded.distribution.keys() == expected.keys()
     assert max(abs(p - float(expected[a])) for a, p in decoded.answers) <= 3 * bound  # a product of 2 readouts
-    assert decoded.forward_passes <= len(expected) * tasks.answer_length
+    assert decoded.forward_passes == 3 == step.forward_passes <= len(expected) * tasks.answer_length
+    assert greedy(model_step(model, prompt)).answers[0][0] == (0, 1)
+    marginal = superposed(model_step(build(tasks, max_examples=prompt.n_examples, conditioned=False), prompt), 0)
+    want = superposed(analytic_step(tasks, prompt, "marginal"), 0).distribution
+    assert marginal.distribution.keys() == want.keys()
+    assert max(abs(p - want[a]) for a, p in marginal.answers) <= 3 * bound
+    # token 0: 0 5/6, 1 1/6; token 1 ignores it: 1 1/2, 2 1/3, 0 1/6; chimeras (0,0), (1,1), (1,2)
+    chimera = metrics(tasks, prompt, marginal.answers).chimera_mass
+    assert abs(chimera - (5 / 6 * 1 / 6 + 1 / 6 * 1 / 2 + 1 / 6 * 1 / 3)) <= 3 * bound and abs(chimera - 5 / 18) < 1e-9

@@ -8,9 +8,9 @@
 Decoding starts after the query's ``query_prefix`` (if any) and produces the rest of an answer
 of ``answer_length`` tokens. ``--model constructed`` (the default) builds the transformer
 (``superpose.build``; ``build(..., conditioned=False)`` for ``--mode marginal``) and decodes from
-its readout; ``--model analytic`` decodes from the analytic prediction
-(``superpose.verify.analytic``, exact fractions). A task set the construction does not support
-yet is refused with the ``BuildError``'s one line (exit 2). ``--json`` prints::
+its readout (exact up to the bound on the separable class, ``verify.analytic.separable``; what its
+specs state elsewhere); ``--model analytic`` decodes from the analytic prediction
+(``superpose.verify.analytic``, exact fractions). ``--json`` prints::
 
     {"decoder": ..., "answers": [{"tokens": [A ints], "probability": p}, ...], "forward_passes": n,
      "metrics": {"kl": ..., "coverage": ..., "chimera_mass": ..., "collapse_point": j}}
@@ -22,7 +22,6 @@ query's prefix. It writes no file. Bad input exits 2 with one line on stderr.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 
@@ -40,17 +39,9 @@ def _build(tasks: TaskSet, prompt, args):
     if m < 0:
         raise BuildError(f"--max-examples: must be >= 0, got {m}")
     validate_prompt(tasks, prompt, m)
-    options = {}
-    if args.mode == "marginal":
-        if "conditioned" not in inspect.signature(build).parameters:
-            raise BuildError("--mode marginal: this version of build has no marginal readout "
-                             "(build(..., conditioned=False)); use --model analytic")
-        options["conditioned"] = False
-    limit = memory_limit(args.memory_limit)
-    if tasks.answer_length == 1:  # (build refuses longer answers itself until their construction lands)
-        require_fits(tasks, m, limit, run_length=tasks.max_prompt_length(prompt.n_examples),
-                     prompt_examples=prompt.n_examples, dtype=args.dtype)
-    return build(tasks, max_examples=m, sharpness=args.sharpness, **options)
+    require_fits(tasks, m, memory_limit(args.memory_limit), run_length=tasks.max_prompt_length(prompt.n_examples),
+                 prompt_examples=prompt.n_examples, dtype=args.dtype)
+    return build(tasks, max_examples=m, sharpness=args.sharpness, conditioned=args.mode == "conditioned")
 
 
 def _check_options(args) -> None:
