@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples notebooks explain explain-figure prove emergence figures bench clean
+.PHONY: install demo test examples notebooks explain explain-figure prove emergence generation figures bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,12 @@ emergence: $(STAMP)
 	done
 	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/small train/results/default \
 	  train/results/large --out train/results --force
+
+# Generation collapse in a trained transformer (issue 13): two-token answers, then decoders and collapse
+# on mixed prompts against the analytic rules.
+generation: $(STAMP)
+	$(BIN)/superpose train --config train/configs/generation.json --out train/results/generation --force
+	$(BIN)/superpose evaluate-generation --checkpoint train/results/generation --out train/results/generation --force
 
 # README figures and benchmark (issue 4)
 figures: $(STAMP)

@@ -13,6 +13,7 @@ from .trainer import CHECKPOINT_FILES, TrainConfig, TrainConfigError, load_check
 
 TRAIN_OUTPUTS = (*CHECKPOINT_FILES, "metrics.json")
 EVALUATE_OUTPUTS = ("mixtures.json", "calibration.png")
+GENERATION_OUTPUTS = ("generation.json", "generation.png")
 
 
 def _checkpoint_inputs(directory: str) -> list[str]:
@@ -102,6 +103,71 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cmd_evaluate_generation(args) -> int:
+    from superpose.verify.generation import GenerationError
+
+    from .generation import evaluate_checkpoint, plot_generation
+
+    inputs = _checkpoint_inputs(args.checkpoint)
+    check_outputs(args.out, GENERATION_OUTPUTS, force=args.force, inputs=inputs)
+    if args.prompts_per_point < 1:
+        raise TrainConfigError(f"--prompts-per-point: must be >= 1, got {args.prompts_per_point}")
+    if not 0 <= args.threshold < 1:
+        raise GenerationError(f"--threshold: must lie in [0, 1), got {args.threshold}")
+    run = load_checkpoint(args.checkpoint)
+    tasks = run.config.tasks
+    if tasks.answer_length < 2:
+        raise TrainConfigError(f"{args.checkpoint}: trained on one-token answers (family {run.config.family!r}); "
+                               "evaluate-generation needs a family with answers of several tokens (\"pairs\" or \"words\")")
+    subsets = []
+    for text in args.subsets:
+        try:
+            s = tuple(sorted(int(k) for k in text.split(",")))
+        except ValueError:
+            raise TrainConfigError(f"--subsets: {text!r} is not a comma-separated list of task indices") from None
+        if len(set(s)) != len(s) or not all(0 <= k < tasks.K for k in s):
+            raise TrainConfigError(f"--subsets: {text!r} must be distinct task indices in 0..{tasks.K - 1}")
+        subsets.append(s)
+    report = {"checkpoint": os.path.normpath(args.checkpoint),
+              **evaluate_checkpoint(run, subsets, args.prompts_per_point, args.seed, args.threshold, args.constructed)}
+    results = report["results"]
+    make_directory(args.out)
+    with atomic_write(os.path.join(args.out, "generation.json"), force=args.force, inputs=inputs) as tmp, \
+            open(tmp, "w") as f:
+        json.dump(report, f, indent=1, allow_nan=False)
+    plot_generation(results, os.path.join(args.out, "generation.png"), force=args.force, inputs=inputs)
+    print(generation_table(results))
+    print(f"wrote {args.out}/generation.json and generation.png")
+    return 0
+
+
+def generation_table(results: dict) -> str:
+    """The README's table: one row per model and task subset."""
+    lines = ["| model | tasks | first-token KL | answer slope / R² | sequence KL | collapse rate | chimera mass "
+             "(mixed / absent task) | greedy coverage | 1-sample coverage | beam-2 coverage | "
+             "superposed coverage / KL / passes |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def num(x, digits=3):   # (a rounding error below zero is shown as 0)
+        return "—" if x is None else f"{max(x, 0.0) if x > -1e-9 else x:.{digits}f}"
+
+    for name, by_subset in results.items():
+        for summary in by_subset.values():
+            dec = summary["decoders"]
+            sup = dec["superposed"]
+            sup_kl = num(sup["kl"]) + (f" ({sup['kl_infinite']:.0%} inf)" if sup["kl_infinite"] else "")
+            lines.append(
+                f"| {name} | {' + '.join(summary['tasks'])} | {num(summary['first_token_kl'])} | "
+                f"{num(summary['sequence_slope'], 2)} / {num(summary['sequence_r2'], 2)} | "
+                f"{num(summary['sequence_kl'])} | {num(summary['collapse_rate'])} | "
+                f"{num(summary['chimera_mass'])} ({num(summary['mixed_chimera_mass'])} / "
+                f"{num(summary['absent_task_mass'])}) | "
+                f"{num(dec['greedy']['coverage'], 2)} | {num(dec['sample']['coverage'], 2)} | "
+                f"{num(dec['beam 2']['coverage'], 2)} | {num(sup['coverage'], 2)} / {sup_kl} / "
+                f"{num(sup['forward_passes'], 1)} |")
+    return "\n".join(lines)
+
+
 def register(subparsers) -> None:
     t = subparsers.add_parser("train", help="train a small transformer on single-task prompts")
     t.add_argument("--config", help="JSON file of TrainConfig fields (flags override it)")
@@ -124,4 +190,21 @@ def register(subparsers) -> None:
     e.add_argument("--prompts-per-point", type=int, default=8)
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_cmd_evaluate)
+
+    g = subparsers.add_parser("evaluate-generation",
+                              help="generation collapse of a checkpoint trained on answers of several tokens, "
+                                   "against the analytic rules")
+    g.add_argument("--checkpoint", required=True, help="checkpoint directory from `superpose train` "
+                                                       "(a family with answers of several tokens)")
+    g.add_argument("--out", required=True, help="directory for generation.json and generation.png")
+    g.add_argument("--force", action="store_true", help="overwrite generation.json and generation.png")
+    g.add_argument("--subsets", nargs="+", default=["0,2", "0,1", "0,1,2"],
+                   help="task subsets mixed in the prompts (default: 0,2 0,1 0,1,2; for the pairs family AB + BA, "
+                        "AB + AC, all three)")
+    g.add_argument("--prompts-per-point", type=int, default=4, help="prompts per split of the examples (default 4)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--threshold", type=float, default=0.001, help="the superposed decoder's threshold")
+    g.add_argument("--constructed", action="store_true",
+                   help="also run the constructed model (needs build to support answers of several tokens)")
+    g.set_defaults(func=_cmd_evaluate_generation)
 

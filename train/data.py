@@ -40,22 +40,20 @@ def retrieval_tasks(vocab_size: int = 16, slots: int = 3) -> TaskSet:
     return TaskSet(vocab_size, slots, tasks)
 
 
-#: The pairs of slots copied by ``pair_retrieval_tasks``: AB and BA, whose answers start with different
-#: slots, so the first answer token tells the tasks apart. (Families where two tasks start alike, such
-#: as AB and AC, or where three slots compete for the first token, did not leave the loss plateau
-#: within the generation experiment's training budget; see the README.)
-PAIRS = ((0, 1), (1, 0))
+#: The pairs of slots copied by ``pair_retrieval_tasks``: AB and AC start alike (the first answer token
+#: does not tell them apart, the second does), BA starts with another slot.
+PAIRS = ((0, 1), (0, 2), (1, 0))
 SLOT_LETTERS = "ABCDEFGH"
 
 
-def pair_retrieval_tasks(vocab_size: int = 16, slots: int = 2, pairs=PAIRS) -> TaskSet:
+def pair_retrieval_tasks(vocab_size: int = 16, slots: int = 3, pairs=PAIRS) -> TaskSet:
     """Two-character retrieval: task ``(a, b)`` answers the two tokens ``x[a], x[b]`` (answer_length 2).
 
-    >>> tasks = pair_retrieval_tasks(vocab_size=6, slots=2)
+    >>> tasks = pair_retrieval_tasks(vocab_size=6, slots=3)
     >>> [t.name for t in tasks.tasks], tasks.answer_length
-    (['copy AB', 'copy BA'], 2)
-    >>> [tasks.answer_of(t, [4, 1]) for t in tasks.tasks]
-    [(4, 1), (1, 4)]
+    (['copy AB', 'copy AC', 'copy BA'], 2)
+    >>> [tasks.answer_of(t, [4, 1, 5]) for t in tasks.tasks]
+    [(4, 1), (4, 5), (1, 4)]
     """
     if slots + 1 > vocab_size:
         raise ValueError("need vocab_size > slots so that example inputs can be distinct")
