@@ -77,9 +77,9 @@ def _print_text(tasks: TaskSet, prompt, report: dict) -> None:
     if not report["answers"]:
         print("  (no complete answer)")
     m = report["metrics"]
-    kl = "inf (a task's answer is missing)" if m["kl"] is None else f"{m['kl']:.3g}"
+    kl = "inf nats (a task's answer is missing)" if m["kl"] is None else f"{m['kl']:.3g} nats"
     coverage = "-" if m["coverage"] is None else f"{m['coverage']:.3g}"
-    print(f"Against the analytic sequence mixture: KL {kl} nats, coverage {coverage}, "
+    print(f"Against the analytic sequence mixture: KL {kl}, coverage {coverage}, "
           f"chimera mass {m['chimera_mass']:.3g}, collapse point {m['collapse_point']}")
 
 
