@@ -1,35 +1,43 @@
+# %% [markdown]
+# # Example 9 — generation collapse: answers of several tokens, and a decoder that keeps the superposition
+#
+# Answers are now words of five letters (`answer_length = 5`; shorter words are padded with
+# `_`). Three tasks read one digit x:
+#
+# * `to word`:           7 -> `seven`
+# * `next as word`:      7 -> `eight`
+# * `previous as word`:  7 -> `six__`
+#
+# A prompt mixes 6, 4 and 2 examples of them, so the task shares are 1/2 : 1/3 : 1/6. The
+# answer is generated letter by letter; at each letter the *conditioned* (Bayes) rule keeps
+# only the tasks whose word starts with the letters generated so far:
+#
+# * the first letter is a superposition: `s` 2/3 (seven and six), `e` 1/3 (eight);
+# * after `s` it is still split: `e` 3/4, `i` 1/4; after `se`, `si` or `ei` one task holds
+#   all the probability (the collapse point is 2), and the word is spelled out.
+#
+# So greedy decoding gives `seven` and nothing else, a sampled answer is always one whole
+# word (over many samples with the right frequencies), and a beam of width 2 loses `six`:
+# each decode *collapses* onto one task. The *marginal* rule, which predicts each letter from
+# the task shares without looking at the letters before it, does not collapse but makes
+# chimeras (`sight`, `eeven`, `sixen`, ...): 77/81 of its probability is on words of no task.
+# The *superposed* decoder branches on every letter with probability above a threshold,
+# carries each branch's probability and returns every task's full word with its share, in
+# 12 forward passes (at most 3 words x 5 letters).
+#
+# The decodes run on the analytic prediction (`superpose.verify.analytic`) through
+# `superpose.verify.generation.analytic_step`; `CONSTRUCTED = True` decodes from the
+# constructed transformer instead (`model_step`).
+#
+# Run: `python examples/generation_collapse.py` (figure in `examples/figures`),
+# or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
+# into `build/notebooks/`.
+
+# %%
 """Example 9 -- generation collapse: answers of several tokens, and a decoder that keeps the superposition.
 
-Answers are now words of five letters (``answer_length = 5``; shorter words are padded with
-``_``). Three tasks read one digit x:
-
-* ``to word``:           7 -> ``seven``
-* ``next as word``:      7 -> ``eight``
-* ``previous as word``:  7 -> ``six__``
-
-A prompt mixes 6, 4 and 2 examples of them, so the task shares are 1/2 : 1/3 : 1/6. The answer
-is generated letter by letter; at each letter the *conditioned* (Bayes) rule keeps only the tasks
-whose word starts with the letters generated so far:
-
-* the first letter is a superposition: ``s`` 2/3 (seven and six), ``e`` 1/3 (eight);
-* after ``s`` it is still split: ``e`` 3/4, ``i`` 1/4; after ``se``, ``si`` or ``ei`` one task
-  holds all the probability (the collapse point is 2), and the word is spelled out.
-
-So greedy decoding gives ``seven`` and nothing else, a sampled answer is always one whole word
-(over many samples with the right frequencies), and a beam of width 2 loses ``six``: each
-decode *collapses* onto one task. The *marginal* rule, which predicts each letter from the
-task shares without looking at the letters before it, does not collapse but makes chimeras
-(``sight``, ``eeven``, ``sixen``, ...): 77/81 of its probability is on words of no task. The
-*superposed* decoder branches on every letter with probability above a threshold, carries
-each branch's probability and returns every task's full word with its share, in 12 forward
-passes (at most 3 words x 5 letters).
-
-The decodes run on the analytic prediction (``superpose.verify.analytic``) through
-``superpose.verify.generation.analytic_step``; ``CONSTRUCTED = True`` decodes from the
-constructed transformer instead (``model_step``), once the construction for answers of
-several tokens is in ``superpose.build``.
-
-Run: ``python examples/generation_collapse.py`` (figure in ``examples/figures``).
+The prose is in the markdown cells (``# %% [markdown]``): open this file as a notebook
+(jupytext) or read it here.
 """
 
 from __future__ import annotations
@@ -44,10 +52,14 @@ from superpose.verify.analytic import task_mixture
 from superpose.verify.generation import (Decoded, Metrics, analytic_step, beam, greedy, metrics, model_step, sample,
                                          superposed)
 
-# Decode from the constructed transformer (True) or from the analytic prediction (False). The
-# construction for answers of several tokens is not in superpose.build yet; flip this when it is.
+# Decode from the constructed transformer (True) or from the analytic prediction (False, exact
+# fractions). The printed numbers agree either way (tests/test_generation_example.py holds for both).
 CONSTRUCTED = False
 
+# %% [markdown]
+# ## The pieces: words as five tokens, the task set, the prompt, the step
+
+# %%
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 LENGTH = 5
 PAD = "_"
@@ -102,6 +114,10 @@ def make_step(tasks: TaskSet, prompt: Prompt, mode: str = "conditioned"):
     return analytic_step(tasks, prompt, mode, exact=True)
 
 
+# %% [markdown]
+# ## The example: `main`
+
+# %%
 @dataclass
 class GenerationResult:
     tasks: TaskSet
@@ -199,6 +215,10 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False) -> GenerationRe
     return result
 
 
+# %% [markdown]
+# ## The figure: the conditioned rule's tree, what each decoder returns, the marginal rule's chimeras
+
+# %%
 def _draw_tree(ax, tree: dict[str, dict[str, float]], answers: dict[tuple, float], colors: dict[str, str]) -> None:
     leaves = sorted(text(a) for a in answers)   # alphabetical: words that share a prefix sit together
     y_of = {w: -i for i, w in enumerate(leaves)}
@@ -263,5 +283,14 @@ def figure(result: GenerationResult, n_samples: int):
     return fig
 
 
+# %% [markdown]
+# ## Run it
+#
+# As a script (`python examples/generation_collapse.py [--out DIR] [--small]`, or
+# `superpose examples generation`) this reads the command line; in a notebook it runs `main`
+# at full size, saves the figure into `figures/` beside the notebook and shows it below.
+# `result` holds the numbers `main` returns.
+
+# %%
 if __name__ == "__main__":
-    run_as_script(main)
+    result = run_as_script(main)
