@@ -54,7 +54,7 @@ from superpose.verify.generation import (Decoded, Metrics, analytic_step, beam, 
 
 # Decode from the constructed transformer (True) or from the analytic prediction (False, exact
 # fractions). The printed numbers agree either way (tests/test_generation_example.py holds for both).
-CONSTRUCTED = False
+CONSTRUCTED = True
 
 # %% [markdown]
 # ## The pieces: words as five tokens, the task set, the prompt, the step
