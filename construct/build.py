@@ -158,8 +158,9 @@ def _long_answer_bound(error_bound, K: int, T: int, L: int, beta: float, dtype: 
     holds = at_beta.holds and at_half.holds
     leak = 3 * max(at_beta.leak, at_half.leak)
     total = 3 * worst.total if holds else math.inf
+    why = "" if holds else (at_beta.why or at_half.why)   # why H fails, for the no-bound message
     return type(at_beta)(leak, total - leak if holds else math.inf, total,
-                         max(at_beta.snap_input_error, at_half.snap_input_error), holds)
+                         max(at_beta.snap_input_error, at_half.snap_input_error), holds, why=why)
 
 
 def _leaves(tree: Any):

@@ -6,7 +6,7 @@ with the gadget, model or function to check as an argument.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Callable
 
 from .bound_lemmas import (check_error_bound_formula, check_error_bound_leak, check_exact_flat_regions,
                            check_positional_leak)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -45,3 +46,19 @@ def random_prompt(tasks: TaskSet, m: int, rng: np.random.Generator, noise: float
             y = tasks.tasks[int(rng.integers(0, tasks.K))](x)
         examples.append(Example(x, y))
     return Prompt(examples, rng.integers(0, tasks.vocab_size, tasks.slots).tolist())
+
+
+# The task set and prompt the command-line tests write to files (tests/test_cli.py, test_reliability.py).
+TASKS = {"vocab_size": 4, "slots": 2, "tasks": [
+    {"name": "copy0", "slot": 0, "table": [0, 1, 2, 3]},
+    {"name": "inc1", "slot": 1, "table": [1, 2, 3, 0]},
+]}
+PROMPT = {"examples": [{"inputs": [0, 1], "answer": 0}, {"inputs": [2, 2], "answer": 3},
+                       {"inputs": [1, 2], "answer": 1}], "query": [3, 3]}
+
+
+def write_input(tmp_path, name, obj) -> str:
+    """Write ``obj`` (JSON-encoded unless a string, kept byte for byte via surrogateescape) to tmp_path/name."""
+    path = tmp_path / name
+    path.write_bytes((obj if isinstance(obj, str) else json.dumps(obj)).encode("utf-8", "surrogateescape"))
+    return str(path)

@@ -91,24 +91,17 @@ def test_the_prior_is_conditioned_too():
 
 
 def test_a_straddling_example_is_flagged_and_the_model_does_what_its_specs_say():
-    tasks = TaskSet(4, 1, [Task("a", 0, [[0, 1]] * 4), Task("b", 0, [[0, 2]] * 4), Task("c", 0, [[3, 3]] * 4)],
-                    answer_length=2)
+    inside = TaskSet(4, 1, [Task("a", 0, [[0, 1]] * 4), Task("b", 0, [[0, 2]] * 4), Task("c", 0, [[3, 3]] * 4)],
+                     answer_length=2)
     prompt = Prompt([Example([1], [0, 1]), Example([2], [3, 3])], [0], query_prefix=[0])
-    flags = separable(tasks, prompt)
-    assert flags[-1][0] and "" == flags[-1][1]   # every example's tasks: {a} inside, {c} outside
-    straddle = TaskSet(4, 1, [Task("a", 0, [[0, 1]] * 4), Task("b", 0, [[3, 3]] * 4), Task("c", 0, [[0, 1]] * 4),
-                              Task("d", 0, [[0, 2]] * 4)], answer_length=2)
-    # example fits a and c (both start with 0); the prefix [0, ...]: a, c, d fit; b does not -> inside
-    assert separable(straddle, Prompt([Example([1], [0, 1])], [0], [0]))[-1][0]
-    mixed = TaskSet(4, 1, [Task("a", 0, [[0, 1]] * 4), Task("b", 0, [[2, 1]] * 4)], answer_length=2)
-    # an example fitting neither... a two-task example whose tasks part at the prefix:
+    assert separable(inside, prompt)[-1] == (True, "")   # {a} lies inside the survivors {a, b}, {c} outside
+    # example 0 fits a and b; after the token 0 only a survives at the query 3: example 0 straddles
     part = TaskSet(4, 1, [Task("a", 0, [[0, 1]] * 4), Task("b", 0, [[0, 1]] * 3 + [[2, 1]])], answer_length=2)
     prompt = Prompt([Example([0], [0, 1]), Example([3], [0, 1])], [3], query_prefix=[0])
     ok, reason = separable(part, prompt)[-1]
     assert not ok and "example 0" in reason
     model = build(part, 4)
     assert np.abs(model.run(prompt, "float64")[0] - spec_readout(model, prompt)).max() <= 1e-12
-    del mixed
 
 
 def test_save_and_load_keep_the_variant(tmp_path):

@@ -6,23 +6,12 @@ import re
 
 import pytest
 
-from superpose import (Example, InputFileError, Prompt, PromptError, SuperposeError, Task, TaskSet,
+from superpose import (Example, InputFileError, Prompt, PromptError, Task, TaskSet,
                        TaskSetError, build)
 from superpose.cli import main
 from superpose.setting import load_json_file
 
-TASKS = {"vocab_size": 4, "slots": 2, "tasks": [
-    {"name": "copy0", "slot": 0, "table": [0, 1, 2, 3]},
-    {"name": "inc1", "slot": 1, "table": [1, 2, 3, 0]},
-]}
-PROMPT = {"examples": [{"inputs": [0, 1], "answer": 0}, {"inputs": [2, 2], "answer": 3},
-                       {"inputs": [1, 2], "answer": 1}], "query": [3, 3]}
-
-
-def write(tmp_path, name, obj):
-    path = tmp_path / name
-    path.write_bytes((obj if isinstance(obj, str) else json.dumps(obj)).encode("utf-8", "surrogateescape"))
-    return str(path)
+from conftest import PROMPT, TASKS, write_input as write  # the CLI tests' shared task set and prompt
 
 
 def one_line_error(capsys, code, pattern):

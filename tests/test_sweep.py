@@ -10,15 +10,12 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
 
 import superpose.cli
 from superpose import Task, TaskSet, build, d_model_formula, predict
-from superpose.verify.analytic import consistent_tasks, task_mixture
+from superpose.verify.analytic import consistent_tasks
 from superpose.verify.calibration import calibration_kl
 from superpose.verify.sampling import allocate, mixture_shares, random_task_set, sample_prompt
-from superpose.verify.strategies import cases
-from superpose.verify.sweep import prefix_predictions
 
 # Six configurations sharing two compiled shapes: prompt lengths 6, 9, 15 (buckets 8 and 16), two sharpnesses.
 SMALL = ["--vocab", "4", "--tasks", "2", "--slots", "1", "--examples", "1,2,4", "--sharpness", "10,50",
@@ -51,15 +48,6 @@ def small_sweep(tmp_path_factory):
 
 # ---------------------------------------------------------------------------------------------
 # The pieces the sweep is made of.
-
-@settings(max_examples=60)
-@given(case=cases(max_vocab=6, max_slots=3, max_tasks=4, max_examples=20))
-def test_prefix_predictions_equal_the_analytic_prediction(case):
-    tasks, prompt = case
-    rows, mixture = prefix_predictions(tasks, prompt)
-    assert np.array_equal(rows, predict(tasks, prompt))
-    assert mixture == task_mixture(tasks, prompt.examples)
-
 
 def test_calibration_kl_by_hand():
     half = [0.5, 0.5]

@@ -219,13 +219,13 @@ def _case(options: BenchOptions, n_tasks: int, length: int, batch: int, seed: in
 
 
 def _max_error(case: _Case, readout: np.ndarray) -> float:
-    from superpose.verify.sweep import prefix_predictions
+    from superpose.verify.analytic import predict
 
     tasks = case.model.tasks
     worst = 0.0
     for p, prompt in enumerate(case.prompts):
         got = readout[p][prediction_positions(tasks, prompt.n_examples)]
-        worst = max(worst, float(np.abs(got - prefix_predictions(tasks, prompt)[0]).max()))
+        worst = max(worst, float(np.abs(got - predict(tasks, prompt)).max()))
     return worst
 
 

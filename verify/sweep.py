@@ -34,7 +34,6 @@ import math
 import sys
 import time
 from dataclasses import asdict, dataclass
-from fractions import Fraction
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import jax
@@ -43,7 +42,7 @@ import numpy as np
 from superpose.construct.build import build
 from superpose.files import atomic_write
 from superpose.model import pad_params
-from superpose.setting import InputFileError, Prompt, SuperposeError, TaskSet, prediction_positions, tokenize
+from superpose.setting import InputFileError, SuperposeError, TaskSet, prediction_positions, tokenize
 from superpose.verify.analytic import predict, task_mixture
 from superpose.verify.batched import Item, ShardedRunner, padded_shape
 from superpose.verify.calibration import answer_distribution, calibration_kl
@@ -188,11 +187,6 @@ def preset(name: str, seed: int = 0) -> list[SweepConfig]:
 # ---------------------------------------------------------------------------------------------
 # The prediction at every prefix, in O(m K) exact arithmetic.
 
-def prefix_predictions(tasks: TaskSet, prompt: Prompt) -> tuple[np.ndarray, list[Fraction]]:
-    """The analytic prediction at every prediction position (float64) and the mixture at the query."""
-    return predict(tasks, prompt), task_mixture(tasks, prompt.examples)
-
-
 # ---------------------------------------------------------------------------------------------
 # Running a sweep.
 
@@ -242,7 +236,7 @@ def _finish(case: _Case, runner: ShardedRunner) -> dict:
     counts = {"examples": 0, "ambiguous": 0, "noise": 0}
     for p, sample in enumerate(case.samples):
         readout = case.readouts[p][positions, :d]
-        expected, mixture = prefix_predictions(tasks, sample.prompt)
+        expected, mixture = predict(tasks, sample.prompt), task_mixture(tasks, sample.prompt.examples)
         difference = np.abs(readout - expected)
         errors.append(float(difference.max()) if np.isfinite(difference).all() else math.inf)
         query_errors.append(float(difference[-1].max()) if np.isfinite(difference[-1]).all() else math.inf)
@@ -483,5 +477,5 @@ class ProgressBar:
 
 
 __all__ = ["SweepConfig", "SweepError", "AXES", "PRESETS", "grid", "random_configs", "preset", "run_sweep",
-           "prefix_predictions", "write_records", "read_records", "summary_table", "violation_report",
+           "write_records", "read_records", "summary_table", "violation_report",
            "ProgressBar"]
