@@ -21,6 +21,11 @@ mix        K       layer 5 attention    task mixture p_k from earlier examples (
 out        d       layer 7 MLP          sum_k p_k [G_k(x[a_k]) == v]; the readout
 ========== ======= ==================== =====================================================
 
+Answers of ``A > 1`` tokens add ``back`` ((A-1) x (d+1), layer 1: the answer so far),
+``cslot`` (S x d, layer 3: the query's inputs at answer positions 1..A-1), ``ok`` (K,
+layer 4), ``count_ok`` (K, layer 5) and ``prior`` (1, layer 5): ``(A-1)(d+1) + Sd + 2K + 1``
+more dimensions (``d_model_formula``); for one-token answers these blocks do not exist.
+
 The ``slot`` block (one row per slot read, labelled by the slot's index) is used twice:
 layer 2's heads copy an example's input tokens into it at the example's answer, its
 MLP reads them and erases them exactly (``slot - relu(slot) = 0`` since slot >= 0);
