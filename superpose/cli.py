@@ -12,6 +12,7 @@
     superpose examples [NAME ...] [--out DIR] [--small]     (examples/cli.py)
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
     superpose generate TASKS.json PROMPT.json [--decoder ...] (verify/generate_cli.py)
+    superpose export-trained CHECKPOINT -o FILE.safetensors  (train/inside_cli.py)
 
 Exit status of ``run`` and ``demo``: 0 when the output is within the error bound, and also
 0 when there is no bound (the reason is printed: ``no bound: ...``, with the measured
@@ -55,7 +56,8 @@ from superpose.setting import (
 # its parsers with set_defaults(func=...) returning an exit code.
 COMMAND_MODULES: tuple[str, ...] = (
     "superpose.verify.cli", "superpose.verify.explain_cli", "superpose.proofs.cli", "superpose.examples.cli",
-    "superpose.train.cli", "superpose.verify.generate_cli")
+    "superpose.train.cli", "superpose.verify.generate_cli",
+    "superpose.train.inside_cli")  # export-trained (issue 14)
 
 
 class _UsageError(Exception):
