@@ -36,6 +36,7 @@ EXAMPLES: dict[str, str] = {
     "add-translate": "add_and_translate",
     "countries": "country_capital",
     "generation": "generation_collapse",
+    "inside": "inside_a_trained_model",
 }
 
 

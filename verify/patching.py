@@ -132,6 +132,11 @@ def _act(x: np.ndarray, kind: str) -> np.ndarray:
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))  # flax nn.gelu, TL gelu_new
 
 
+def _dense(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``x @ W`` over the last axis as one 2-D matrix product (several times faster than a stacked one)."""
+    return (x.reshape(-1, x.shape[-1]) @ W).reshape(x.shape[:-1] + (W.shape[-1],))
+
+
 Patch = Callable[[np.ndarray], np.ndarray]   # the activation at a site -> its replacement
 
 
@@ -177,26 +182,26 @@ def run_with_patches(weights: HookedWeights, tokens: np.ndarray, patches: dict[S
     for layer, b in enumerate(w.blocks, start=1):
         h = _apply(patches, layer, "resid_pre", h)
         x = layer_norm(h, b["ln1_w"], b["ln1_b"], w.ln_eps) if w.layer_norm else h
-        q = np.einsum("btd,hde->bhte", x, b["W_Q"]) + b["b_Q"][:, None]
-        k = np.einsum("btd,hde->bhte", x, b["W_K"]) + b["b_K"][:, None]
-        v = np.einsum("btd,hde->bhte", x, b["W_V"]) + b["b_V"][:, None]
-        scores = np.where(causal, np.einsum("bhte,bhue->bhtu", q, k) / w.attn_scale, -np.inf)
+        q = np.einsum("btd,hde->bhte", x, b["W_Q"], optimize=True) + b["b_Q"][:, None]
+        k = np.einsum("btd,hde->bhte", x, b["W_K"], optimize=True) + b["b_K"][:, None]
+        v = np.einsum("btd,hde->bhte", x, b["W_V"], optimize=True) + b["b_V"][:, None]
+        scores = np.where(causal, np.einsum("bhte,bhue->bhtu", q, k, optimize=True) / w.attn_scale, -np.inf)
         pattern = np.exp(scores - scores.max(-1, keepdims=True))
         pattern /= pattern.sum(-1, keepdims=True)
-        z = np.einsum("bhtu,bhue->bhte", pattern, v)
+        z = np.einsum("bhtu,bhue->bhte", pattern, v, optimize=True)
         if cache is not None or layer in heads_patched:
-            head_out = np.einsum("bhte,hed->bhtd", z, b["W_O"])
+            head_out = np.einsum("bhte,hed->bhtd", z, b["W_O"], optimize=True)
             for head in range(w.n_heads):
                 head_out[:, head] = _apply(patches, layer, "attn", head_out[:, head], head)
             attn_out = head_out.sum(1) + b["b_O"]
         else:
-            attn_out = np.einsum("bhte,hed->btd", z, b["W_O"]) + b["b_O"]
+            attn_out = np.einsum("bhte,hed->btd", z, b["W_O"], optimize=True) + b["b_O"]
         attn_out = _apply(patches, layer, "attn", attn_out)
         if cache is not None:
             cache.update({(layer, "resid_pre"): h, (layer, "pattern"): pattern, (layer, "head_out"): head_out})
         h = _apply(patches, layer, "resid_mid", h + attn_out)
         x = layer_norm(h, b["ln2_w"], b["ln2_b"], w.ln_eps) if w.layer_norm else h
-        mlp_out = _apply(patches, layer, "mlp", _act(x @ b["W_in"] + b["b_in"], w.act) @ b["W_out"] + b["b_out"])
+        mlp_out = _apply(patches, layer, "mlp", _dense(_act(_dense(x, b["W_in"]) + b["b_in"], w.act), b["W_out"]) + b["b_out"])
         if cache is not None:
             cache.update({(layer, "attn"): attn_out, (layer, "resid_mid"): h, (layer, "mlp"): mlp_out})
         h = _apply(patches, layer, "resid_post", h + mlp_out)
@@ -206,7 +211,7 @@ def run_with_patches(weights: HookedWeights, tokens: np.ndarray, patches: dict[S
         cache["final"] = h
     if w.ln_final is not None:
         h = layer_norm(h, *w.ln_final, w.ln_eps)
-    return h @ w.W_U + w.b_U
+    return _dense(h, w.W_U) + w.b_U
 
 
 def probabilities(weights: HookedWeights, output: np.ndarray) -> np.ndarray:
