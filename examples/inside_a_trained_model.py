@@ -20,7 +20,8 @@
 # number of examples and everything else come from its config. The constructed model is
 # `superpose.build` on the same task set.
 #
-# Run: `superpose examples inside [--out DIR] [--small]` or `python examples/inside_a_trained_model.py`.
+# Run: `python examples/inside_a_trained_model.py [--out DIR] [--small]` or `superpose examples inside`
+# (figures into `--out`).
 
 # %%
 """Example 10 -- inside a trained model: probes, task vectors and circuits next to the construction.
@@ -35,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+import superpose
 from superpose import build
 from superpose.examples.common import DEFAULT_OUT, TASK_COLORS, plt, run_as_script, save_figure
 from superpose.train import inside
@@ -43,7 +45,7 @@ from superpose.train.trainer import load_checkpoint
 from superpose.verify.patching import from_constructed, run_with_patches
 
 #: The trained checkpoint this example (and tests/test_inside_example.py) reads: the one constant to re-point.
-CHECKPOINT = Path(__file__).resolve().parents[1] / "train" / "results" / "generation"
+CHECKPOINT = Path(superpose.__file__).resolve().parents[1] / "train" / "results" / "generation"
 
 
 @dataclass
@@ -170,7 +172,7 @@ def task_vector_figure(result: InsideResult, tasks):
         ax_p.plot(tv["weights"], tv["prompted_p_answer_j"], ":", color=color, label=f"{name}, mixed prompt")
     ax_p.plot([0, 1], [0, 1], color="gray", lw=0.5)
     ax_p.set(xlabel="weight a_j of task j (share of its examples)", ylabel="P(answer of task j)", xlim=(0, 1),
-             ylim=(0, 1), title="Probability on task j's answer (pairs j, j+1; balanced query)")
+             ylim=(0, 1), title="P(task j's answer), pairs (j, k); balanced query")
     ax_p.legend(fontsize=8)
     fig.tight_layout()
     return fig

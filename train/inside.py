@@ -22,6 +22,7 @@ For answers of several tokens every readout is the *first* answer token at the q
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -136,6 +137,18 @@ def total_variation(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return 0.5 * np.abs(p - q).sum(-1)
 
 
+def distinguishable_pairs(tasks: TaskSet, limit: int = 3, n_queries: int = 64, seed: int = 0) -> list[tuple[int, int]]:
+    """Up to ``limit`` pairs of tasks (in order) whose first answer tokens differ on every one of ``n_queries``
+    random queries (pairs whose answers start alike, as ``copy AB`` and ``copy AC``, cannot be told apart at the
+    ARROW); all pairs in order if fewer qualify."""
+    rng = np.random.default_rng(seed)
+    queries = [rng.permutation(tasks.vocab_size)[:tasks.slots].tolist() for _ in range(n_queries)]
+    first = np.array([_first_answers(tasks, q) for q in queries])            # [n_queries, K]
+    pairs = list(itertools.combinations(range(tasks.K), 2))
+    apart = [p for p in pairs if (first[:, p[0]] != first[:, p[1]]).all()]
+    return (apart or pairs)[:limit]
+
+
 def balanced_counts(K: int, n_examples: int) -> list[int]:
     """``n_examples`` split among ``K`` tasks as evenly as possible."""
     return [n_examples // K + (k < n_examples % K) for k in range(K)]
@@ -155,7 +168,7 @@ def task_vectors(weights: HookedWeights, tasks: TaskSet, n_examples: int, n_quer
     if destination not in ("zero-shot", "balanced"):
         raise ValueError(f"destination: 'zero-shot' or 'balanced', got {destination!r}")
     K, d = tasks.K, tasks.vocab_size
-    pairs = list(pairs) if pairs is not None else [(k, (k + 1) % K) for k in range(min(K, 3))]
+    pairs = list(pairs) if pairs is not None else distinguishable_pairs(tasks)
     single = [mixture_prompts(tasks, n_examples, 0, seed=seed + 1 + k,
                               counts=[[n_examples * (j == k) for j in range(K)]] * n_queries) for k in range(K)]
     means = np.stack([run_batched(weights, s.tokens, layers=True)[1].mean(1) for s in single])   # [K, L+1, D]

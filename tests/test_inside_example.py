@@ -1,0 +1,80 @@
+"""examples/inside_a_trained_model.py on the committed checkpoint it names (its ``CHECKPOINT``).
+
+The trained model's numbers are recomputed from independent pieces: the residual stream taken
+from Flax's own forward pass (``capture_intermediates``), probed by ``fit_probe``.
+"""
+
+import contextlib
+import io
+
+import jax
+import numpy as np
+import pytest
+
+from superpose.examples import inside_a_trained_model as example
+from superpose.train import inside
+from superpose.train.model import GPT
+from superpose.train.trainer import load_checkpoint
+from superpose.verify.probes import fit_probe
+
+N_PROBE_SMALL = 160   # main(small=True) probes this many prompts (seed 0)
+
+
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory):
+    out = tmp_path_factory.mktemp("inside")
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = example.main(out_dir=out, small=True)
+    return result, printed.getvalue()
+
+
+def flax_residuals(run, tokens):
+    """The residual at the last token after the embedding and after each block, from Flax's forward pass."""
+    _, state = GPT(run.config.model_config).apply({"params": run.params}, tokens, capture_intermediates=True)
+    inter = state["intermediates"]
+    embed = inter["embed"]["__call__"][0] + run.params["pos_embed"][: tokens.shape[1]]
+    blocks = [inter[f"block_{i}"]["__call__"][0] for i in range(run.config.n_layers)]
+    return np.stack([np.asarray(h[:, -1], dtype=np.float64) for h in [embed, *blocks]])
+
+
+def test_trained_probe_r2_matches_an_independent_fit(ran):
+    result, _ = ran
+    run = load_checkpoint(str(example.CHECKPOINT))
+    prompts = inside.mixture_prompts(run.config.tasks, result.n_examples, N_PROBE_SMALL, seed=0)
+    residuals = flax_residuals(run, jax.numpy.asarray(prompts.tokens))
+    r2 = [fit_probe(r, prompts.shares, seed=0).r2 for r in residuals]
+    assert np.allclose(result.probe_r2["trained"], r2, atol=1e-3)   # Flax runs in float32
+
+
+def test_constructed_probe_reads_the_mixture_from_layer_5(ran):
+    result, printed = ran
+    r2 = result.probe_r2["constructed"]
+    assert len(r2) == 8 and min(r2[5:]) > 0.999 and max(r2[:5]) < 0.5
+    assert "constructed  L0" in printed
+
+
+def test_task_vectors_reproduce_the_mixture_in_the_construction_at_layer_5(ran):
+    result, _ = ran
+    balanced = result.task_vectors["constructed/balanced"]["per_layer"]
+    assert balanced[5]["distance_to_mixed_prompt"] < 1e-6
+    for key, tv in result.task_vectors.items():
+        for layer in tv["per_layer"]:
+            assert 0 <= layer["distance_to_mixed_prompt"] <= 1
+
+
+def test_circuits_name_heads_and_masses(ran):
+    result, printed = ran
+    assert [h["construction_layer"] for h in result.heads] == [2, 5, 6]
+    for h in result.heads:
+        assert h["construction_mass"] > 0.99 and 0 <= h["trained_mass"] <= 1 + 1e-9
+        assert f"L{h['trained_layer']}H{h['trained_head']}: {h['trained_mass']:.3f}" in printed
+    run = load_checkpoint(str(example.CHECKPOINT))
+    assert result.dla["trained"]["heads"].shape == (run.config.n_layers, run.config.n_heads)
+
+
+def test_figures(ran):
+    result, _ = ran
+    assert [p.name for p in result.figures] == ["inside_probes.png", "inside_task_vectors.png", "inside_circuits.png"]
+    for path in result.figures:
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 400_000
