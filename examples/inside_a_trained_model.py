@@ -38,7 +38,7 @@ import numpy as np
 
 import superpose
 from superpose import build
-from superpose.examples.common import DEFAULT_OUT, TASK_COLORS, plt, run_as_script, save_figure
+from superpose.examples.common import DEFAULT_OUT, plt, run_as_script, save_figure
 from superpose.train import inside
 from superpose.train.hooked import from_checkpoint
 from superpose.train.trainer import load_checkpoint
@@ -82,6 +82,7 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False, checkpoint: str
 
     # 1. probes for the task shares, and steering along the best one
     prompts = inside.mixture_prompts(tasks, n, n_probe, seed=0)
+    subset = inside.PromptSet(prompts.tokens[:n_steer], prompts.shares[:n_steer], prompts.answers[:n_steer], n)
     probe_r2, steering, best_layer = {}, {}, {}
     print(f"1. Ridge probes residual -> task shares at the query's ARROW ({n_probe} mixed prompts, 60/20/20 split), "
           "held-out R² per layer (0 = embedding):")
@@ -91,7 +92,6 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False, checkpoint: str
         probe_r2[name] = [p.r2 for p in probes]
         best_layer[name] = max(range(1, len(probes)), key=lambda layer: probes[layer].r2)
         print(f"   {name:12s} " + "  ".join(f"L{layer} {r2:+.3f}" for layer, r2 in enumerate(probe_r2[name])))
-        subset = inside.PromptSet(prompts.tokens[:n_steer], prompts.shares[:n_steer], prompts.answers[:n_steer], n)
         steering[name] = inside.steer(weights, subset, best_layer[name], probes[best_layer[name]])
     print("   Steering at the best layer: move the residual so that the probe's p_k rises by delta; "
           "slope dP(answer of k)/d delta, along the probe vs a random direction of the same length:")
@@ -112,14 +112,13 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False, checkpoint: str
                   "patched " + "  ".join(f"L{x['layer']} {x['distance_to_mixed_prompt']:.3f}" for x in tv["per_layer"]))
 
     # 3. circuits
-    profiles = {name: inside.attention_profile(w, tasks, prompts.tokens[:n_steer], n) for name, w in models.items()}
+    profiles = {name: inside.attention_profile(w, tasks, subset.tokens, n) for name, w in models.items()}
     heads = inside.matching_heads(profiles["trained"], profiles["constructed"])
     print("\n3. Attention mass where the construction's layers look (mean over prompts):")
     for h in heads:
         print(f"   construction layer {h['construction_layer']} head {h['construction_head']} ({h['destination']} -> "
               f"{h['keys']}): {h['construction_mass']:.3f};  best trained head L{h['trained_layer']}"
               f"H{h['trained_head']}: {h['trained_mass']:.3f}")
-    subset = inside.PromptSet(prompts.tokens[:n_steer], prompts.shares[:n_steer], prompts.answers[:n_steer], n)
     dla = {name: inside.direct_logit_attribution(w, subset) for name, w in models.items()}
     d = dla["trained"]
     top = sorted([(float(v), f"L{l + 1}H{h}") for (l, h), v in np.ndenumerate(d["heads"])]
@@ -179,7 +178,7 @@ def task_vector_figure(result: InsideResult, tasks):
 
 
 def circuit_figure(result: InsideResult, models, tokens, tasks):
-    """Row 1: the construction's layers 2, 5, 6 (the head reading what the layer reads); row 2: the best trained heads."""
+    """Row 1: the construction's layers 2, 5, 6 (the head reading what each reads); row 2: the best trained heads."""
     caches = {}
     for name, weights in models.items():
         caches[name] = {}

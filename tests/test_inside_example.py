@@ -78,3 +78,20 @@ def test_figures(ran):
     assert [p.name for p in result.figures] == ["inside_probes.png", "inside_task_vectors.png", "inside_circuits.png"]
     for path in result.figures:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size < 400_000
+
+
+def test_the_readme_patching_snippet_prints_what_the_readme_says(capsys, monkeypatch):
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Inside a trained model"):]
+    snippet = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    assert "activation_patch(" in snippet and f'load_checkpoint("{example.CHECKPOINT.relative_to(root)}")' in snippet
+    monkeypatch.chdir(root)
+    exec(compile(snippet, "README snippet", "exec"), {})
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "clean [1.]" and lines[-1] == "L2H0 [0.883]"
+    assert lines[1:-1] == [f"{layer} [0.]" for layer in range(1, len(lines) - 1)]
+    assert "prints `clean [1.]`, then `[0.]` for layers 1 to 3" in section and "`L2H0 [0.883]`" in section

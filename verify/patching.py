@@ -24,7 +24,7 @@ A **readout** maps the output ``[batch, T, vocab]`` to one number per prompt:
 >>> a = tokenize(tasks, Prompt([Example([0], 0)], query=[2]))[None]   # shows "id": answer 2
 >>> b = tokenize(tasks, Prompt([Example([0], 1)], query=[2]))[None]   # shows "inc": answer 0
 >>> readout = TokenProbability(2)
->>> float(readout(hooked, run_with_patches(hooked, a)))
+>>> float(readout(hooked, run_with_patches(hooked, a))[0])
 1.0
 >>> float(activation_patch(hooked, a, b, [Site(5, "resid_post", position=-1)], readout)[0])
 0.0
@@ -201,7 +201,8 @@ def run_with_patches(weights: HookedWeights, tokens: np.ndarray, patches: dict[S
             cache.update({(layer, "resid_pre"): h, (layer, "pattern"): pattern, (layer, "head_out"): head_out})
         h = _apply(patches, layer, "resid_mid", h + attn_out)
         x = layer_norm(h, b["ln2_w"], b["ln2_b"], w.ln_eps) if w.layer_norm else h
-        mlp_out = _apply(patches, layer, "mlp", _dense(_act(_dense(x, b["W_in"]) + b["b_in"], w.act), b["W_out"]) + b["b_out"])
+        hidden = _act(_dense(x, b["W_in"]) + b["b_in"], w.act)
+        mlp_out = _apply(patches, layer, "mlp", _dense(hidden, b["W_out"]) + b["b_out"])
         if cache is not None:
             cache.update({(layer, "attn"): attn_out, (layer, "resid_mid"): h, (layer, "mlp"): mlp_out})
         h = _apply(patches, layer, "resid_post", h + mlp_out)
@@ -260,7 +261,10 @@ class LogitDifference:
 
 def activation(cache: dict, site: Site) -> np.ndarray:
     """The activation at ``site`` in a ``run_with_patches`` cache."""
-    value = cache[(site.layer, "head_out")][:, site.head] if site.head is not None else cache[(site.layer, site.sublayer)]
+    if site.head is not None:
+        value = cache[(site.layer, "head_out")][:, site.head]
+    else:
+        value = cache[(site.layer, site.sublayer)]
     return value if site.position is None else value[:, site.position]
 
 
