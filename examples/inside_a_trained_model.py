@@ -92,13 +92,15 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False, checkpoint: str
         probe_r2[name] = [p.r2 for p in probes]
         best_layer[name] = max(range(1, len(probes)), key=lambda layer: probes[layer].r2)
         print(f"   {name:12s} " + "  ".join(f"L{layer} {r2:+.3f}" for layer, r2 in enumerate(probe_r2[name])))
-        steering[name] = inside.steer(weights, subset, best_layer[name], probes[best_layer[name]])
-    print("   Steering at the best layer: move the residual so that the probe's p_k rises by delta; "
+        steering[name] = inside.steer(weights, subset, best_layer[name], probes[best_layer[name]],
+                                      task_ids=range(min(tasks.K, 3)))
+    print("   Steering at the best layer (the first three tasks): move the residual so that the probe's p_k rises by "
+          "delta; "
           "slope dP(answer of k)/d delta, along the probe vs a random direction of the same length:")
     for name, s in steering.items():
         print(f"   {name:12s} layer {s['layer']}: " + ", ".join(
-            f"{task} {a:+.3f} (random {r:+.3f})" for task, a, r in
-            zip(names, s["slope_along_probe"], s["slope_random_direction"])))
+            f"{names[k]} {a:+.3f} (random {r:+.3f})" for k, a, r in
+            zip(s["tasks"], s["slope_along_probe"], s["slope_random_direction"])))
 
     # 2. task vectors
     vectors = {}

@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 
+pytestmark = pytest.mark.slow   # the example runs for minutes on a loaded 2-core machine
+
 from superpose.examples import inside_a_trained_model as example
 from superpose.train import inside
 from superpose.train.model import GPT

@@ -106,11 +106,13 @@ def probe_layers(residuals: np.ndarray, shares: np.ndarray, seed: int = 0) -> li
 
 
 def steer(weights: HookedWeights, prompts: PromptSet, layer: int, probe: Probe,
-          deltas: Sequence[float] = (-0.25, 0.0, 0.25), seed: int = 0) -> dict:
+          deltas: Sequence[float] = (-0.25, 0.0, 0.25), task_ids: Sequence[int] | None = None,
+          seed: int = 0) -> dict:
     """Move the residual at ``layer`` along probe direction ``u_k = W_k / |W_k|^2`` (raising the probe's p_k by
     ``delta``) and measure the change of P(answer of task k); the same for a random direction of equal norm.
 
-    Returns per task the least-squares slope dP(answer_k)/d delta along ``u_k`` and along the random direction."""
+    Returns per task (``task_ids``, default all) the least-squares slope dP(answer_k)/d delta along ``u_k`` and
+    along the random direction."""
     rng = np.random.default_rng(seed)
     K, rows = prompts.shares.shape[1], np.arange(len(prompts.tokens))
     site = residual_site(layer)
@@ -122,14 +124,15 @@ def steer(weights: HookedWeights, prompts: PromptSet, layer: int, probe: Probe,
         return float(probs[rows, prompts.answers[:, k]].mean())
 
     along, random = [], []
-    for k in range(K):
+    for k in (range(K) if task_ids is None else task_ids):
         u = probe.W[:, k] / (probe.W[:, k] @ probe.W[:, k])
         r = rng.normal(size=u.shape)
         r *= np.linalg.norm(u) / np.linalg.norm(r)
         for direction, slopes in ((u, along), (r, random)):
             means = [mean_answer_probability(k, direction * delta if delta else None) for delta in deltas]
             slopes.append(float(np.polyfit(deltas, means, 1)[0]))
-    return {"layer": layer, "deltas": list(deltas), "slope_along_probe": along, "slope_random_direction": random}
+    return {"layer": layer, "deltas": list(deltas), "tasks": list(range(K) if task_ids is None else task_ids),
+            "slope_along_probe": along, "slope_random_direction": random}
 
 
 # ---------------------------------------------------------------------------------------- task vectors

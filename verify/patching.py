@@ -137,6 +137,12 @@ def _dense(x: np.ndarray, W: np.ndarray) -> np.ndarray:
     return (x.reshape(-1, x.shape[-1]) @ W).reshape(x.shape[:-1] + (W.shape[-1],))
 
 
+def _per_head(x: np.ndarray, W: np.ndarray) -> np.ndarray:
+    """``einsum("btd,hde->bhte", x, W)`` as one 2-D matrix product."""
+    H, D, e = W.shape
+    return _dense(x, W.transpose(1, 0, 2).reshape(D, H * e)).reshape(x.shape[:2] + (H, e)).transpose(0, 2, 1, 3)
+
+
 Patch = Callable[[np.ndarray], np.ndarray]   # the activation at a site -> its replacement
 
 
@@ -182,9 +188,7 @@ def run_with_patches(weights: HookedWeights, tokens: np.ndarray, patches: dict[S
     for layer, b in enumerate(w.blocks, start=1):
         h = _apply(patches, layer, "resid_pre", h)
         x = layer_norm(h, b["ln1_w"], b["ln1_b"], w.ln_eps) if w.layer_norm else h
-        q = np.einsum("btd,hde->bhte", x, b["W_Q"], optimize=True) + b["b_Q"][:, None]
-        k = np.einsum("btd,hde->bhte", x, b["W_K"], optimize=True) + b["b_K"][:, None]
-        v = np.einsum("btd,hde->bhte", x, b["W_V"], optimize=True) + b["b_V"][:, None]
+        q, k, v = (_per_head(x, b[f"W_{n}"]) + b[f"b_{n}"][:, None] for n in "QKV")
         scores = np.where(causal, np.einsum("bhte,bhue->bhtu", q, k, optimize=True) / w.attn_scale, -np.inf)
         pattern = np.exp(scores - scores.max(-1, keepdims=True))
         pattern /= pattern.sum(-1, keepdims=True)
