@@ -58,6 +58,7 @@ SWEEP_FLAGS = {  # flag -> (sweep parameter, type, what the values are)
 
 def _cmd_sweep(args) -> int:
     import jax
+    from tqdm import tqdm
 
     from superpose.files import check_output
     from superpose.verify import sweep as sw
@@ -91,10 +92,12 @@ def _cmd_sweep(args) -> int:
         raise sw.SweepError(f"--block: must be a power of two, got {args.block}")
     runner = ShardedRunner(device_mesh(devices), attention_budget=args.attention_budget, executor=args.executor,
                            block=args.block)
-    progress = sw.ProgressBar("sweep", enabled=args.progress if args.progress is not None else sys.stderr.isatty())
+    shown = args.progress if args.progress is not None else sys.stderr.isatty()
     start = time.perf_counter()
-    records = list(sw.write_records(sw.run_sweep(configs, runner, perturb=args.perturb, on_progress=progress),
-                                    args.output, force=args.force))
+    with tqdm(total=len(configs), desc="sweep", unit="config", disable=not shown, file=sys.stderr) as bar:
+        records = list(sw.write_records(
+            sw.run_sweep(configs, runner, perturb=args.perturb, on_progress=lambda done, _: bar.update(done - bar.n)),
+            args.output, force=args.force))
     seconds = time.perf_counter() - start
     records.sort(key=lambda r: r["index"])
     print(sw.summary_table(records))
@@ -155,13 +158,13 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from superpose.cli import _build_checked, _limit, _load_tasks
+    from superpose.commands import build_checked, limit_of, load_tasks
     from superpose.files import check_output
     from superpose.verify.export import save_safetensors
 
     check_output(args.output, args.force, [args.tasks])  # refuse at once, before building anything
-    limit = _limit(args)
-    model = _build_checked(_load_tasks(args.tasks, limit), args, limit)
+    limit = limit_of(args)
+    model = build_checked(load_tasks(args.tasks, limit), args, limit)
     save_safetensors(model, args.output, force=args.force, inputs=[args.tasks])
     print(f"wrote {args.output}: {model.summary()}")
     if args.check_transformer_lens:
@@ -204,7 +207,7 @@ def check_transformer_lens(model, n_prompts: int, seed: int = 0) -> float:
 
 
 def register(subparsers) -> None:
-    from superpose.cli import add_force_option, add_memory_option
+    from superpose.commands import add_force_option, add_memory_option
     from superpose.construct.build import DEFAULT_SHARPNESS
     from superpose.verify.sweep import AXES
 
