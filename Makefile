@@ -31,7 +31,7 @@ prove: $(STAMP)
 	$(BIN)/superpose prove
 
 examples: $(STAMP)
-	$(BIN)/superpose examples
+	$(BIN)/superpose examples --out examples/figures
 
 # Every example as an executed notebook (jupytext + nbclient), figures beside them; build/ is not committed.
 notebooks: $(STAMP)

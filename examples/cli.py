@@ -1,6 +1,8 @@
 """``superpose examples [NAME ...] [--out DIR] [--small] [--notebooks DIR [--force]]``: run the worked examples.
 
-Each example prints what it shows and saves its figures (PNG) into ``--out``. With no
+Each example prints what it shows and saves its figures (PNG) into ``--out`` (default
+``figures/`` in the current directory; ``make examples`` asks for ``examples/figures``, the
+figures the README shows). With no
 NAME every example runs, in order. A NAME is the short name (``digits``) or the module
 name (``digits_in_superposition``).
 
@@ -22,7 +24,7 @@ import os
 import sys
 import time
 
-from superpose.examples.common import DEFAULT_OUT
+from superpose.examples import DEFAULT_OUT
 from superpose.setting import SuperposeError
 
 # short name -> module in superpose.examples, in teaching order
@@ -117,7 +119,10 @@ def run_notebooks(args) -> int:
 def run_examples(args) -> int:
     if args.notebooks:
         return run_notebooks(args)
+    from superpose.commands import require_extra
+
     modules = resolve(args.names)
+    require_extra("matplotlib", "plot", "superpose examples")
     timings = []
     for module in modules:
         example = importlib.import_module(f"superpose.examples.{module}")
@@ -137,7 +142,7 @@ def register(subparsers) -> None:
                     "and saves its figures as PNG into --out.")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"examples to run (default: all): {', '.join(EXAMPLES)}")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the PNG figures (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the PNG figures (default {DEFAULT_OUT}/ in the current directory)")
     parser.add_argument("--small", action="store_true", help="smaller sizes, as under test")
     parser.add_argument("--notebooks", metavar="DIR",
                         help="instead: write each example as an executed notebook DIR/NAME.ipynb (jupytext + "
