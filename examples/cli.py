@@ -12,7 +12,7 @@ the file in Jupyter with jupytext installed) gives a notebook with the prose as 
 cells. ``--notebooks DIR`` converts each example (jupytext), executes it in a fresh
 kernel (nbclient; the working directory is DIR, so the figures land in ``DIR/figures``
 and are shown inline) and writes ``DIR/NAME.ipynb`` atomically, refusing existing files
-without ``--force``. It needs the ``notebook`` extra (``pip install -e '.[notebook]'``);
+without ``--force``. It needs the ``notebook`` extra (``pip install 'superpose[notebook]'``);
 ``make notebooks`` runs it for every example into ``build/notebooks``.
 """
 
@@ -43,10 +43,6 @@ EXAMPLES: dict[str, str] = {
 
 class UnknownExampleError(SuperposeError):
     """A name given to ``superpose examples`` is not an example."""
-
-
-class NotebookExtraError(SuperposeError):
-    """``--notebooks`` without the ``notebook`` extra installed."""
 
 
 def resolve(names: list[str]) -> list[str]:
@@ -87,17 +83,17 @@ def execute_notebook(notebook, directory: str, timeout: int = 900):
 
 def run_notebooks(args) -> int:
     """``--notebooks DIR``: write ``DIR/<module>.ipynb``, executed, for each example asked for."""
+    from superpose.commands import require_extra
     from superpose.files import atomic_write, check_outputs, make_directory
 
     modules = resolve(args.names)
     directory = args.notebooks
     check_outputs(directory, [f"{m}.ipynb" for m in modules], args.force, what="--notebooks")
-    try:
-        import jupytext  # noqa: F401
-        import nbclient
-        import nbformat
-    except ImportError as e:
-        raise NotebookExtraError(f"--notebooks needs the notebook extra (pip install -e '.[notebook]'): {e}") from None
+    for module in ("jupytext", "nbclient", "nbformat"):
+        require_extra(module, "notebook", "--notebooks")
+    import nbclient
+    import nbformat
+
     make_directory(directory, what="--notebooks")
     for module in modules:
         start = time.perf_counter()
