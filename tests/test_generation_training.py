@@ -52,6 +52,7 @@ def test_family_is_checked():
     assert TrainConfig(family="words").tasks.answer_length == 2
 
 
+@pytest.mark.slow
 def test_a_short_pairs_run_and_its_step(tmp_path):
     result = train(TINY, str(tmp_path / "run"))
     loaded = load_checkpoint(str(tmp_path / "run"))
@@ -115,6 +116,7 @@ def test_evaluation_compares_models_on_the_same_prompts():
 
 # --- the command line ---------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_cli_refuses_existing_outputs_and_bad_options(tmp_path, capsys):
     out = tmp_path / "eval"
     out.mkdir()

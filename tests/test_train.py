@@ -55,6 +55,7 @@ def test_distinct_inputs_and_mixed_prompts():
     assert len(proportion_grid(4, 3)) == 15
 
 
+@pytest.mark.slow
 def test_short_training_run_lowers_the_loss_and_resumes_exactly(tmp_path, trained):
     full = trained
     losses = [h["train_loss"] for h in full.history]
@@ -73,6 +74,7 @@ def test_short_training_run_lowers_the_loss_and_resumes_exactly(tmp_path, traine
         assert json.load(f)["step"] == 40
 
 
+@pytest.mark.slow
 def test_resume_rejects_a_different_config_and_corrupt_checkpoints(tmp_path):
     out = str(tmp_path / "run")
     train(TINY, out, stop_after=20)
@@ -106,6 +108,7 @@ def test_constructed_model_is_exactly_calibrated_on_the_same_prompts():
     assert len(cal["points"]) == len(proportion_grid(6, 3))
 
 
+@pytest.mark.slow
 def test_evaluation_of_a_tiny_trained_model_via_the_cli(tmp_path, capsys):
     import superpose.cli
 
@@ -130,6 +133,7 @@ def test_evaluation_of_a_tiny_trained_model_via_the_cli(tmp_path, capsys):
     assert "steps: must be a positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_eval_accuracy_is_the_count_of_argmax_hits_on_the_eval_prompts(trained):
     """``evaluate`` against a plain count, prompt by prompt, on the same eval prompts (its fixed seed)."""
     from superpose.train.model import GPT
