@@ -31,6 +31,7 @@ from superpose import Example, Prompt, TaskSet, tokenize  # noqa: E402
 from superpose.model import run_tokens  # noqa: E402
 from superpose.examples import DEFAULT_OUT  # noqa: E402
 from superpose.verify.analytic import consistent_tasks, predict, task_mixture  # noqa: E402
+from superpose.verify.compare import compare  # noqa: E402
 
 DPI = 100  # committed figures stay small
 TASK_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
@@ -149,10 +150,10 @@ def run_family(model, prompts: dict[str, Prompt], sweep_prompts: list[Prompt]) -
     """
     tasks = model.tasks
     everything = [*prompts.values(), *sweep_prompts]
-    outputs = [np.asarray(o, dtype=np.float64) for o in model.run(everything, dtype="float64")]
-    max_error = max(float(np.abs(o - predict(tasks, p)).max()) for o, p in zip(outputs, everything))
-    longest = max(p.n_examples for p in everything)
-    bound = model.error_bound("float64", prompt_length=tasks.prompt_length(longest)).total
+    comparisons = compare(model, everything, "float64")
+    outputs = [c.outputs for c in comparisons]
+    max_error = max(c.max_error for c in comparisons)
+    bound = max(c.bound.total for c in comparisons)   # the longest prompt's
 
     def shares_of(prompt):
         return np.array([float(p) for p in task_mixture(tasks, prompt.examples)])
