@@ -25,7 +25,7 @@ demo: $(STAMP)
 	$(BIN)/superpose demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 prove: $(STAMP)
 	$(BIN)/superpose prove
