@@ -19,6 +19,8 @@ error); 1 when a bound exists and the output violates it (a bug); 2 for bad inpu
 any kind, a job over the memory limit, or an output file that exists (without
 ``--force``) or is an input. Status 2 always comes with one line on stderr and no
 traceback. Commands that write files write them atomically (``superpose.files``).
+What the subcommands share (options, reading inputs, the model for a job) is in
+``superpose.commands``; nothing imports this module.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from typing import Sequence
 
 from superpose.commands import (add_force_option, add_memory_option, build_checked, limit_of, load_prompt,
@@ -63,7 +66,9 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     from superpose.verify.chunked import run_chunked
 
     start = time.perf_counter()
-    readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
+    with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported, not warned about
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+        readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
     seconds = time.perf_counter() - start
     report = run_report(model, prompt, dtype, readout=readout, executor=executor, certify=certify)
     if timing:
