@@ -10,7 +10,7 @@ models of one padded shape stacked and sharded over the devices) and records:
 
 * ``max_abs_error``: the largest ``|readout - prediction|`` over every prediction
   position of every prompt, the prediction being the analytic one
-  (``superpose.verify.analytic``, which never looks at weights);
+  (``superpose.verify.compare`` against ``superpose.verify.analytic``, which never looks at weights);
 * ``bound``: ``model.error_bound(dtype, prompt_length=T)`` (``None`` when hypothesis H
   fails, i.e. no bound is claimed), ``error_over_bound`` and ``violated``
   (a bound that holds and is exceeded; a NaN or infinite error also counts);
