@@ -25,13 +25,13 @@ demo: $(STAMP)
 	$(BIN)/superpose demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=10
 
 prove: $(STAMP)
 	$(BIN)/superpose prove
 
 examples: $(STAMP)
-	$(BIN)/superpose examples
+	$(BIN)/superpose examples --out examples/figures
 
 # Every example as an executed notebook (jupytext + nbclient), figures beside them; build/ is not committed.
 notebooks: $(STAMP)

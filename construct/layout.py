@@ -16,6 +16,7 @@ be reconstructed from the layout alone (``layout.labels``).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -50,7 +51,7 @@ class Block:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.spec.shape)) if self.spec.shape else 1
+        return math.prod(self.spec.shape)
 
     @property
     def slice(self) -> slice:
@@ -79,6 +80,8 @@ class Layout:
             start += block.size
         self.d_model = start
         self.labels: list[str] = [label for b in self.blocks.values() for label in b.labels()]
+        # dimension -> its block: block_of runs for every non-zero weight of every build
+        self._owner: list[Block] = [b for b in self.blocks.values() for _ in range(b.size)]
 
     def __getitem__(self, name: str) -> Block:
         return self.blocks[name]
@@ -95,10 +98,9 @@ class Layout:
         return block.start + (int(np.ravel_multi_index(index, shape)) if shape else 0)
 
     def block_of(self, dim: int) -> Block:
-        for block in self.blocks.values():
-            if block.start <= dim < block.start + block.size:
-                return block
-        raise IndexError(f"dimension {dim} is outside 0..{self.d_model - 1}")
+        if not 0 <= dim < self.d_model:
+            raise IndexError(f"dimension {dim} is outside 0..{self.d_model - 1}")
+        return self._owner[dim]
 
     def view(self, activation: np.ndarray, name: str) -> np.ndarray:
         """The entries of block ``name`` in ``activation[..., d_model]``, reshaped to its shape."""

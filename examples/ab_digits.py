@@ -20,7 +20,7 @@
 # A sweep over every split of the examples among the three tasks puts every point on the
 # diagonal probability = share.
 #
-# Run: `python examples/ab_digits.py` (figure in `examples/figures`),
+# Run: `python examples/ab_digits.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

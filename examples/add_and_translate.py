@@ -23,7 +23,7 @@
 # (a wrong sum) fits neither task and changes nothing; an example outside the family,
 # `ten 3 -> 0`, fits both tasks through the fallback above and splits its vote.
 #
-# Run: `python examples/add_and_translate.py` (figure in `examples/figures`),
+# Run: `python examples/add_and_translate.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

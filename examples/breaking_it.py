@@ -20,7 +20,7 @@
 # which the bound gives up -- until their leak reaches about 1/4; then the first snap
 # breaks and the error jumps.
 #
-# Run: `python examples/breaking_it.py` (figure in `examples/figures`),
+# Run: `python examples/breaking_it.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

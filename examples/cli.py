@@ -1,6 +1,8 @@
 """``superpose examples [NAME ...] [--out DIR] [--small] [--notebooks DIR [--force]]``: run the worked examples.
 
-Each example prints what it shows and saves its figures (PNG) into ``--out``. With no
+Each example prints what it shows and saves its figures (PNG) into ``--out`` (default
+``figures/`` in the current directory; ``make examples`` asks for ``examples/figures``, the
+figures the README shows). With no
 NAME every example runs, in order. A NAME is the short name (``digits``) or the module
 name (``digits_in_superposition``).
 
@@ -10,7 +12,7 @@ the file in Jupyter with jupytext installed) gives a notebook with the prose as 
 cells. ``--notebooks DIR`` converts each example (jupytext), executes it in a fresh
 kernel (nbclient; the working directory is DIR, so the figures land in ``DIR/figures``
 and are shown inline) and writes ``DIR/NAME.ipynb`` atomically, refusing existing files
-without ``--force``. It needs the ``notebook`` extra (``pip install -e '.[notebook]'``);
+without ``--force``. It needs the ``notebook`` extra (``pip install 'superpose[notebook]'``);
 ``make notebooks`` runs it for every example into ``build/notebooks``.
 """
 
@@ -22,7 +24,7 @@ import os
 import sys
 import time
 
-from superpose.examples.common import DEFAULT_OUT
+from superpose.examples import DEFAULT_OUT
 from superpose.setting import SuperposeError
 
 # short name -> module in superpose.examples, in teaching order
@@ -42,10 +44,6 @@ EXAMPLES: dict[str, str] = {
 
 class UnknownExampleError(SuperposeError):
     """A name given to ``superpose examples`` is not an example."""
-
-
-class NotebookExtraError(SuperposeError):
-    """``--notebooks`` without the ``notebook`` extra installed."""
 
 
 def resolve(names: list[str]) -> list[str]:
@@ -86,17 +84,17 @@ def execute_notebook(notebook, directory: str, timeout: int = 900):
 
 def run_notebooks(args) -> int:
     """``--notebooks DIR``: write ``DIR/<module>.ipynb``, executed, for each example asked for."""
+    from superpose.commands import require_extra
     from superpose.files import atomic_write, check_outputs, make_directory
 
     modules = resolve(args.names)
     directory = args.notebooks
     check_outputs(directory, [f"{m}.ipynb" for m in modules], args.force, what="--notebooks")
-    try:
-        import jupytext  # noqa: F401
-        import nbclient
-        import nbformat
-    except ImportError as e:
-        raise NotebookExtraError(f"--notebooks needs the notebook extra (pip install -e '.[notebook]'): {e}") from None
+    for module in ("jupytext", "nbclient", "nbformat"):
+        require_extra(module, "notebook", "--notebooks")
+    import nbclient
+    import nbformat
+
     make_directory(directory, what="--notebooks")
     for module in modules:
         start = time.perf_counter()
@@ -118,7 +116,10 @@ def run_notebooks(args) -> int:
 def run_examples(args) -> int:
     if args.notebooks:
         return run_notebooks(args)
+    from superpose.commands import require_extra
+
     modules = resolve(args.names)
+    require_extra("matplotlib", "plot", "superpose examples")
     timings = []
     for module in modules:
         example = importlib.import_module(f"superpose.examples.{module}")
@@ -138,7 +139,7 @@ def register(subparsers) -> None:
                     "and saves its figures as PNG into --out.")
     parser.add_argument("names", nargs="*", metavar="NAME",
                         help=f"examples to run (default: all): {', '.join(EXAMPLES)}")
-    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the PNG figures (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=str(DEFAULT_OUT), help=f"folder for the PNG figures (default {DEFAULT_OUT}/ in the current directory)")
     parser.add_argument("--small", action="store_true", help="smaller sizes, as under test")
     parser.add_argument("--notebooks", metavar="DIR",
                         help="instead: write each example as an executed notebook DIR/NAME.ipynb (jupytext + "

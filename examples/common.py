@@ -29,14 +29,14 @@ import numpy as np  # noqa: E402
 
 from superpose import Example, Prompt, TaskSet, tokenize  # noqa: E402
 from superpose.model import run_tokens  # noqa: E402
+from superpose.examples import DEFAULT_OUT  # noqa: E402
 from superpose.verify.analytic import consistent_tasks, predict, task_mixture  # noqa: E402
+from superpose.verify.compare import compare  # noqa: E402
 
-DEFAULT_OUT = Path("examples") / "figures"
-NOTEBOOK_OUT = Path("figures")  # in a notebook: beside it (examples/figures when opened from examples/)
 DPI = 100  # committed figures stay small
 TASK_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")
 
-__all__ = ["DEFAULT_OUT", "NOTEBOOK_OUT", "TASK_COLORS", "FamilyResult", "fraction_text", "in_notebook",
+__all__ = ["DEFAULT_OUT", "TASK_COLORS", "FamilyResult", "fraction_text", "in_notebook",
            "mixed_examples", "plt", "print_query", "residual_after", "run_as_script", "run_family", "save_figure",
            "superposition_figure", "trace"]
 
@@ -84,12 +84,12 @@ def run_as_script(main: Callable[..., object]) -> object:
 
     In a notebook (the example opened through jupytext, or run by ``superpose examples
     --notebooks``) there is no command line: ``main`` runs at full size, saves its figures
-    into ``NOTEBOOK_OUT`` (``figures/`` beside the notebook) and they are shown inline.
+    into ``DEFAULT_OUT`` (``figures/`` in the notebook's directory) and they are shown inline.
     """
     if in_notebook():
         from IPython.display import Image, display
 
-        result = main(out_dir=NOTEBOOK_OUT)
+        result = main(out_dir=DEFAULT_OUT)
         for path in getattr(result, "figures", []):
             display(Image(filename=str(path)))
         return result
@@ -150,10 +150,10 @@ def run_family(model, prompts: dict[str, Prompt], sweep_prompts: list[Prompt]) -
     """
     tasks = model.tasks
     everything = [*prompts.values(), *sweep_prompts]
-    outputs = [np.asarray(o, dtype=np.float64) for o in model.run(everything, dtype="float64")]
-    max_error = max(float(np.abs(o - predict(tasks, p)).max()) for o, p in zip(outputs, everything))
-    longest = max(p.n_examples for p in everything)
-    bound = model.error_bound("float64", prompt_length=tasks.prompt_length(longest)).total
+    comparisons = compare(model, everything, "float64")
+    outputs = [c.outputs for c in comparisons]
+    max_error = max(c.max_error for c in comparisons)
+    bound = max(c.bound.total for c in comparisons)   # the longest prompt's
 
     def shares_of(prompt):
         return np.array([float(p) for p in task_mixture(tasks, prompt.examples)])

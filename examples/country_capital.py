@@ -20,7 +20,7 @@
 # fallback and splits its vote; a wrong example, `Japan -> Europe`, fits neither and is
 # ignored.
 #
-# Run: `python examples/country_capital.py` (figure in `examples/figures`),
+# Run: `python examples/country_capital.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

@@ -8,7 +8,7 @@
 # every possible split of the examples and plot probability-on-task-answer against
 # share-of-examples: every point lies on the diagonal (up to float64 rounding).
 #
-# Run: `python examples/digits_in_superposition.py` (figure in `examples/figures`),
+# Run: `python examples/digits_in_superposition.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

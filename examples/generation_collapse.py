@@ -29,7 +29,7 @@
 # `superpose.verify.generation.analytic_step`; `CONSTRUCTED = True` decodes from the
 # constructed transformer instead (`model_step`).
 #
-# Run: `python examples/generation_collapse.py` (figure in `examples/figures`),
+# Run: `python examples/generation_collapse.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

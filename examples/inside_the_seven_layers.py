@@ -18,7 +18,7 @@
 # look-back heads are a sharp off-diagonal line; the tally head spreads its weight
 # evenly over the answers that fit some task.
 #
-# Run: `python examples/inside_the_seven_layers.py` (figure in `examples/figures`),
+# Run: `python examples/inside_the_seven_layers.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

@@ -13,7 +13,7 @@
 # The tasks here are copy, next digit and double (x -> 2x mod 10): "1 -> 2" fits both
 # next digit and double, and "4 -> 9" fits none of them.
 #
-# Run: `python examples/learning_curve.py` (figure in `examples/figures`),
+# Run: `python examples/learning_curve.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

@@ -15,7 +15,7 @@
 # 3. The output is sum_k a_k [answer of task k] -- and it equals what a mixed prompt with
 #    those proportions of examples produces.
 #
-# Run: `python examples/task_vectors.py` (figure in `examples/figures`),
+# Run: `python examples/task_vectors.py` (figure in `figures/`, or `--out DIR`),
 # or open this file as a notebook (jupytext); `make notebooks` writes an executed copy
 # into `build/notebooks/`.
 

@@ -20,6 +20,8 @@ error); 1 when a bound exists and the output violates it (a bug); 2 for bad inpu
 any kind, a job over the memory limit, or an output file that exists (without
 ``--force``) or is an input. Status 2 always comes with one line on stderr and no
 traceback. Commands that write files write them atomically (``superpose.files``).
+What the subcommands share (options, reading inputs, the model for a job) is in
+``superpose.commands``; nothing imports this module.
 """
 
 from __future__ import annotations
@@ -33,23 +35,12 @@ import time
 import warnings
 from typing import Sequence
 
-import numpy as np
-
-from superpose.construct.bound import ErrorBound
+from superpose.commands import (add_force_option, add_memory_option, build_checked, limit_of, load_prompt,
+                                load_tasks, model_for_prompt)
 from superpose.construct.build import DEFAULT_MAX_EXAMPLES, DEFAULT_SHARPNESS, LAYER_SPECS, SuperposeModel, build
 from superpose.demo import digit_tasks, mixed_prompt
-from superpose.resources import MemoryLimit, check_input_file, estimate_for_config, memory_limit, require_fits
-from superpose.setting import (
-    Prompt,
-    PromptError,
-    SuperposeError,
-    TaskSet,
-    load_json_file,
-    prediction_positions,
-    prediction_sites,
-    tokenize,
-    validate_prompt,
-)
+from superpose.setting import Prompt, PromptError, SuperposeError, tokenize
+from superpose.verify.compare import run_report
 
 
 # Sub-packages that add subcommands: each module defines register(subparsers), which adds
@@ -69,98 +60,19 @@ class _Parser(argparse.ArgumentParser):
         raise _UsageError(f"{self.prog}: {message}")
 
 
-def no_bound_reason(bound: ErrorBound, K: int, T: int, sharpness: float, dtype: str) -> str:
-    """Why ``error_bound`` gives no bound (``bound.holds`` is false), in words, with what to change."""
-    wider = " or use --dtype float64" if dtype == "float32" else ""
-    largest = float(np.finfo(dtype).max)
-    if bound.why == "overflow" or 2 * sharpness > largest:
-        return (f"sharpness {sharpness:g} overflows {dtype} (look-back scores reach about 2 L x sharpness; the "
-                f"largest {dtype} is {largest:.3g}): lower --sharpness{wider}")
-    if not math.isfinite(bound.leak):
-        return (f"sharpness {sharpness:g} is too low for K = {K} and {T} tokens: soft attention leaks more "
-                f"than 1/4 into the snapped values even in exact arithmetic (raise --sharpness)")
-    return (f"{dtype} rounding is too large for the snaps at sharpness {sharpness:g}, K = {K}, T = {T}: their "
-            f"inputs may err by {bound.snap_input_error:.2g} > 1/4 (use a shorter prompt{wider})")
-
-
-def _finite(x: float) -> float | None:
-    return float(x) if math.isfinite(x) else None
-
-
 def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "standard", block: int = 256,
             timing: bool = False, certify: bool = False) -> dict:
-    """Model vs analytic prediction at every prediction position (the ``--json`` object).
-
-    Deterministic: the same input gives byte-identical JSON. Run times are added under
-    ``"timing"`` only when ``timing`` is true.
-    """
-    from superpose.verify.analytic import predict, separable
+    """The ``--json`` object (``superpose.verify.compare.run_report``), run by ``executor``."""
+    if executor != "chunked":
+        return run_report(model, prompt, dtype, timing=timing, certify=certify)
+    from superpose.verify.chunked import run_chunked
 
     start = time.perf_counter()
-    with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported below, not warned about
+    with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported, not warned about
         warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
-        if executor == "chunked":
-            from superpose.verify.chunked import run_chunked
-
-            validate_prompt(model.tasks, prompt, model.max_examples)
-            readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
-            outputs = readout[prediction_positions(model.tasks, prompt.n_examples, len(prompt.query_prefix))]
-        else:
-            outputs = model.run([prompt], dtype=dtype)[0]
+        readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
     seconds = time.perf_counter() - start
-    tasks = model.tasks
-    expected = predict(tasks, prompt, mode="conditioned" if model.conditioned else "marginal")
-    T = tasks.prompt_length(prompt.n_examples, len(prompt.query_prefix))
-    bound = model.error_bound(dtype, prompt_length=T)
-    # answers of several tokens: the conditioned model is exact where the mixture is separable
-    claims = separable(tasks, prompt) if model.conditioned else [(True, "")] * len(expected)
-    errors = np.abs(outputs - expected).max(axis=1)
-    exact = np.array([ok for ok, _ in claims])
-    claimed = errors[exact]
-    worst = float(claimed.max()) if claimed.size and np.isfinite(claimed).all() else (0.0 if not claimed.size
-                                                                                          else math.inf)
-    predictions = []
-    sites = prediction_sites(tasks, prompt.n_examples, len(prompt.query_prefix))
-    for (i, j), out, ana, err, (ok, why) in zip(sites, outputs, expected, errors, claims):
-        entry = {"example": i}
-        if tasks.answer_length > 1:
-            entry["answer_token"] = j
-        entry.update({
-            "model": [_finite(x) for x in out],
-            "analytic": [float(x) for x in ana],
-            "max_abs_error": _finite(err),
-            "bound": bound.total if bound.holds and ok else None,
-        })
-        if tasks.answer_length > 1:
-            entry["exact"] = bool(ok)
-            if not ok:
-                entry["reason"] = why
-        predictions.append(entry)
-    if not bound.holds:
-        status, reason = "no_bound", no_bound_reason(bound, model.tasks.K, T, model.sharpness, dtype)
-    else:
-        status, reason = ("within_bound" if worst <= bound.total else "bound_violated"), None
-    c = model.config
-    report = {
-        "model": {"layers": c.n_layers, "heads": c.n_heads, "d_model": c.d_model, "params": model.n_params},
-        "dtype": dtype,
-        "sharpness": model.sharpness,
-        "executor": executor,
-        "bound": bound.to_json() if bound.holds else
-        {"leak": _finite(bound.leak), "rounding": None, "total": None,
-         "snap_input_error": _finite(bound.snap_input_error), "holds": False},
-        "status": status,
-        "max_abs_error": _finite(worst),
-        "predictions": predictions,
-    }
-    if reason is not None:
-        report["no_bound_reason"] = reason
-    if certify:  # a posteriori: every flag bit-exact in this run, then the tight bound for this prompt
-        from superpose.construct.bound import certify as certify_run
-
-        report["certificate"] = certify_run(model, prompt, dtype)
-        if report["certificate"]["certified"] and not worst <= report["certificate"]["bound"]:
-            report["status"] = "bound_violated"
+    report = run_report(model, prompt, dtype, readout=readout, executor=executor, certify=certify)
     if timing:
         report["timing"] = {"run_seconds": seconds}
     return report
@@ -222,51 +134,10 @@ def _print_table(model: SuperposeModel, prompt: Prompt, report: dict) -> None:
               f"({worst_text} > {bound['total']:.3e}).")
 
 
-def _limit(args) -> MemoryLimit:
-    return memory_limit(getattr(args, "memory_limit", None))
-
-
-def _load_tasks(path: str, limit: MemoryLimit | None = None) -> TaskSet:
-    check_input_file(path, limit or memory_limit(), "TASKS")
-    return TaskSet.from_json(load_json_file(path, "TASKS"))
-
-
-def _load_prompt(path: str, limit: MemoryLimit | None = None) -> Prompt:
-    check_input_file(path, limit or memory_limit(), "PROMPT")
-    return Prompt.from_json(load_json_file(path, "PROMPT"))
-
-
 def _check_block(args) -> None:
     block = getattr(args, "block", 256)
     if block < 1 or block & (block - 1):
         raise PromptError(f"--block: must be a power of two, got {block}")
-
-
-def _model_for(tasks: TaskSet, prompt: Prompt, args, limit: MemoryLimit) -> SuperposeModel:
-    """The model to run ``prompt`` on (loaded or built), after checking that the job fits ``limit``."""
-    T = tasks.prompt_length(prompt.n_examples)
-    if args.weights:
-        from superpose.io import load, read_header
-        from superpose.resources import check_memory
-
-        header = read_header(args.weights, limit)
-        if header.tasks != tasks:
-            from superpose.setting import WeightsFileError
-
-            raise WeightsFileError(f"{args.weights}: built for a different task set than the one given")
-        validate_prompt(tasks, prompt, header.max_examples)
-        check_memory(estimate_for_config(header.config, T, 1, args.dtype, args.executor, args.block, loaded=True),
-                     limit, f"running a {T}-token prompt on {args.weights}",
-                     "use --executor chunked, a shorter prompt, or raise --memory-limit / SUPERPOSE_MEMORY_LIMIT")
-        return load(args.weights, expect_tasks=tasks, limit=limit)
-    m = args.max_examples if args.max_examples is not None else prompt.n_examples
-    if m < 0:
-        raise PromptError(f"--max-examples: must be >= 0, got {m}")
-    if m >= prompt.n_examples:  # (a prompt too long for m is reported by validate_prompt, naming both)
-        require_fits(tasks, m, limit, run_length=T, prompt_examples=prompt.n_examples, dtype=args.dtype,
-                     executor=args.executor, block=args.block)
-    validate_prompt(tasks, prompt, m)
-    return build(tasks, max_examples=m, sharpness=args.sharpness)
 
 
 def _cmd_demo(args) -> int:
@@ -284,10 +155,10 @@ def _cmd_demo(args) -> int:
 
 def _cmd_run(args) -> int:
     _check_block(args)
-    limit = _limit(args)
-    tasks = _load_tasks(args.tasks, limit)
-    prompt = _load_prompt(args.prompt, limit)
-    model = _model_for(tasks, prompt, args, limit)
+    limit = limit_of(args)
+    tasks = load_tasks(args.tasks, limit)
+    prompt = load_prompt(args.prompt, limit)
+    model = model_for_prompt(tasks, prompt, args, limit)
     report = _report(model, prompt, args.dtype, args.executor, args.block, timing=args.timing,
                      certify=args.certify)
     if args.json:
@@ -297,24 +168,14 @@ def _cmd_run(args) -> int:
     return _exit_status(report)
 
 
-def _build_checked(tasks: TaskSet, args, limit: MemoryLimit) -> SuperposeModel:
-    m = args.max_examples if args.max_examples is not None else DEFAULT_MAX_EXAMPLES
-    if m < 0:
-        from superpose.setting import BuildError
-
-        raise BuildError(f"--max-examples: must be >= 0, got {m}")
-    require_fits(tasks, m, limit)
-    return build(tasks, max_examples=m, sharpness=args.sharpness)
-
-
 def _cmd_build(args) -> int:
     from superpose.files import check_output
     from superpose.io import save
 
     check_output(args.output, args.force, [args.tasks])  # refuse at once, before building anything
-    limit = _limit(args)
-    tasks = _load_tasks(args.tasks, limit)
-    model = _build_checked(tasks, args, limit)
+    limit = limit_of(args)
+    tasks = load_tasks(args.tasks, limit)
+    model = build_checked(tasks, args, limit)
     save(model, args.output, force=args.force, inputs=[args.tasks])
     print(f"wrote {args.output}: {model.summary()}")
     return 0
@@ -326,9 +187,9 @@ def _cmd_layers(args) -> int:
 
         print(markdown_table(LAYER_SPECS))
         return 0
-    limit = _limit(args)
-    tasks = _load_tasks(args.tasks, limit) if args.tasks else digit_tasks()
-    model = _build_checked(tasks, args, limit)
+    limit = limit_of(args)
+    tasks = load_tasks(args.tasks, limit) if args.tasks else digit_tasks()
+    model = build_checked(tasks, args, limit)
     print(model.summary())
     print(f"Heads used per layer: {', '.join(str(spec.n_heads(tasks)) for spec in LAYER_SPECS)} "
           f"(of {model.config.n_heads} = S, the distinct input slots read: {list(tasks.slots_read)})\n")
@@ -341,20 +202,6 @@ def _cmd_layers(args) -> int:
         print(f"  reads {', '.join(spec.reads)}; writes {', '.join(spec.writes)}")
     print("\nResidual stream:\n" + model.layout.describe())
     return 0
-
-
-def add_force_option(p) -> None:
-    """``--force``: overwrite existing output files (never a file that is also an input)."""
-    p.add_argument("--force", action="store_true",
-                   help="overwrite an existing output file (never one of the command's inputs)")
-
-
-def add_memory_option(p) -> None:
-    """``--memory-limit SIZE``: refuse jobs estimated to need more (default: SUPERPOSE_MEMORY_LIMIT or 80 %
-    of the available memory; ``superpose.resources``)."""
-    p.add_argument("--memory-limit", metavar="SIZE",
-                   help="refuse a job estimated to need more memory than SIZE (4G, 512M, bytes); default "
-                        "$SUPERPOSE_MEMORY_LIMIT, else 80%% of the memory available")
 
 
 def _parser() -> _Parser:

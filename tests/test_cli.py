@@ -14,21 +14,32 @@ EXE = [sys.executable, "-m", "superpose.cli"]
 from conftest import PROMPT, TASKS, write_input as write  # the CLI tests' shared task set and prompt
 
 
-def cli(*args):
+def console(*args):
     """Run the real console entry point in a subprocess (exit code, stdout, stderr)."""
     proc = subprocess.run([*EXE, *args], capture_output=True, text=True, env={**os.environ})
     return proc.returncode, proc.stdout, proc.stderr
 
 
+@pytest.fixture
+def cli(capsys):
+    """``superpose.cli.main`` in this process (a fresh interpreter per call costs seconds): (exit code,
+    stdout, stderr)."""
+    def call(*args):
+        code = main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return call
+
+
 def test_demo_prints_the_table_and_passes():
-    code, out, err = cli("demo")
+    code, out, err = console("demo")
     assert code == 0, err
     assert "seven" in out and "0.500000000" in out and "within the bound" in out
     # three tasks, all reading slot 0: one head per slot read, not one per task
     assert "7 layers, 1 head per attention layer" in out and "K = 3 tasks" in out
 
 
-def test_run_json_has_one_entry_per_prediction_position(tmp_path):
+def test_run_json_has_one_entry_per_prediction_position(tmp_path, cli):
     code, out, err = cli("run", write(tmp_path, "t.json", TASKS), write(tmp_path, "p.json", PROMPT),
                          "--json", "--dtype", "float64")
     assert code == 0, err
@@ -58,7 +69,7 @@ def test_run_json_has_one_entry_per_prediction_position(tmp_path):
         assert p["max_abs_error"] <= p["bound"] <= 1e-10
 
 
-def test_build_then_run_with_weights(tmp_path):
+def test_build_then_run_with_weights(tmp_path, cli):
     tasks = write(tmp_path, "t.json", TASKS)
     weights = str(tmp_path / "m.npz")
     code, out, err = cli("build", tasks, "-o", weights, "--max-examples", "5")
@@ -69,7 +80,7 @@ def test_build_then_run_with_weights(tmp_path):
     assert json.loads(out)["predictions"][-1]["max_abs_error"] < 1e-5
 
 
-def test_layers_describes_all_seven(tmp_path):
+def test_layers_describes_all_seven(tmp_path, cli):
     code, out, err = cli("layers")
     assert code == 0, err
     for i in range(1, 8):
@@ -148,7 +159,7 @@ def test_prompt_longer_than_the_model_and_bad_weights_files(tmp_path, capsys):
     (["run", "missing.json", "missing.json"], "TASKS: file not found"),
     (["frobnicate"], "invalid choice"),
 ])
-def test_usage_errors_exit_2_with_one_line(args, message):
+def test_usage_errors_exit_2_with_one_line(args, message, cli):
     code, out, err = cli(*args)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and message in err and "Traceback" not in err

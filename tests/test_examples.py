@@ -296,13 +296,15 @@ def test_every_example_module_is_registered():
     assert modules == set(examples_cli.EXAMPLES.values())
 
 
-def test_cli_runs_a_named_example(monkeypatch, tmp_path, capsys):
+def test_cli_runs_a_named_example_into_figures_of_the_current_directory(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr(superpose.cli, "COMMAND_MODULES", ("superpose.examples.cli",))
-    assert superpose.cli.main(["examples", "curve", "--small", "--out", str(tmp_path)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert superpose.cli.main(["examples", "curve", "--small"]) == 0
     out = capsys.readouterr().out
     assert "After all 8 examples: copy 3/7, next digit 5/14, double 3/14." in out
     assert "Ran learning_curve" in out
-    assert_png(tmp_path / "learning_curve.png")
+    assert_png(tmp_path / "figures" / "learning_curve.png")
+    assert [p.name for p in tmp_path.iterdir()] == ["figures"]
 
 
 def test_cli_rejects_an_unknown_example(monkeypatch, capsys):
@@ -316,11 +318,12 @@ def test_cli_rejects_an_unknown_example(monkeypatch, capsys):
 def test_an_example_runs_as_a_script(tmp_path, how):
     target = [str(ROOT / "examples" / "learning_curve.py")] if how == "path" else \
         ["-m", "superpose.examples.learning_curve"]
-    proc = subprocess.run([sys.executable, *target, "--small", "--out", str(tmp_path)],
+    out = tmp_path / "chosen" if how == "module" else tmp_path / "figures"   # --out, or the default
+    proc = subprocess.run([sys.executable, *target, "--small", *(["--out", str(out)] if how == "module" else [])],
                           capture_output=True, text=True, cwd=tmp_path, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "copy 3/7, next digit 5/14, double 3/14" in proc.stdout
-    assert_png(tmp_path / "learning_curve.png")
+    assert_png(out / "learning_curve.png")
 
 
 @pytest.mark.parametrize("module", ["common", "digits_in_superposition"])

@@ -30,6 +30,8 @@ from superpose.construct.build import LAYER_SPECS
 from superpose.demo import digit_tasks, mixed_prompt
 from superpose.examples.ab_digits import ab_prompt, ab_tasks
 
+pytestmark = pytest.mark.slow  # drives a browser
+
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 REQUIRED = os.environ.get("SUPERPOSE_REQUIRE_BROWSER") == "1"
 VIEWPORT = {"width": 1480, "height": 1000}

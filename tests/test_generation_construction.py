@@ -51,7 +51,7 @@ def test_every_site_matches_the_conditioned_prediction_where_exact_and_the_specs
 def test_the_marginal_variant_matches_the_marginal_rule_everywhere(case):
     tasks, prompt = case
     model = build(tasks, max_examples=FAMILY["max_examples"], conditioned=False)
-    got = model.run(prompt, "float64")[0]
+    got = executor.run(model, [prompt], dtype="float64", shape=SHAPE)[0]   # one compiled shape for all
     assert np.abs(got - predict(tasks, prompt, mode="marginal")).max() <= TARGET["float64"]
 
 

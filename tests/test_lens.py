@@ -21,6 +21,8 @@ from superpose.verify.numpy_forward import forward as numpy_forward
 from superpose.verify.sampling import mixture_shares, random_task_set, sample_prompt
 from superpose.verify.strategies import cases, covering_config
 
+pytestmark = pytest.mark.slow  # runs TransformerLens
+
 AGREEMENT = 1e-9
 FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=4, max_examples=12)
 # every fuzzed model is zero-padded to this shape for our JAX run: a few compiled programs in all

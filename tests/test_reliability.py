@@ -225,10 +225,11 @@ def nothing_is_built(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("weights were built before the memory check refused the job")
     import superpose.cli
+    import superpose.commands
     import superpose.io
 
-    monkeypatch.setattr(superpose.cli, "build", refuse)
-    monkeypatch.setattr(superpose.io, "build", refuse)
+    for module in (superpose.cli, superpose.commands, superpose.io):
+        monkeypatch.setattr(module, "build", refuse)
 
 
 def test_absurd_jobs_are_refused_before_anything_is_built(tmp_path, capsys, nothing_is_built):

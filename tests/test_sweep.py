@@ -122,12 +122,13 @@ def test_a_record_matches_an_independent_recomputation(small_sweep):
     assert r["n_params"] == model.n_params
 
 
-def test_the_summary_table_is_printed(tmp_path, capsys):
+def test_the_summary_table_is_printed_and_the_progress_bar_counts_configurations(tmp_path, capsys):
     path = str(tmp_path / "s.jsonl")
     assert superpose.cli.main(["sweep", "-o", path, "--vocab", "3", "--tasks", "2", "--slots", "1",
                                "--examples", "2", "--dtype", "float32,float64", "--ambiguous", "0",
-                               "--noise", "0", "--prompts", "1", "--no-progress"]) == 0
-    out = capsys.readouterr().out
+                               "--noise", "0", "--prompts", "1", "--progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "sweep: 100%" in err and "2/2" in err and "100%" not in out   # tqdm, on stderr
     lines = out.splitlines()
     assert lines[0].split()[:3] == ["dtype", "sharpness", "configs"]
     rows = [line.split() for line in lines[2:4]]

@@ -6,6 +6,7 @@ import json
 import os
 import time
 
+from superpose.commands import require_extra
 from superpose.files import atomic_write, check_outputs, make_directory
 from superpose.setting import load_json_file
 
@@ -70,6 +71,7 @@ def _cmd_evaluate(args) -> int:
 
     inputs = [p for path in args.checkpoint for p in _checkpoint_inputs(path)]
     check_outputs(args.out, EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
+    require_extra("matplotlib", "plot", "evaluate-mixtures")
     runs = [load_checkpoint(path) for path in args.checkpoint]
     tasks = runs[0].config.tasks
     for path, run in zip(args.checkpoint, runs):
@@ -110,6 +112,7 @@ def _cmd_evaluate_generation(args) -> int:
 
     inputs = _checkpoint_inputs(args.checkpoint)
     check_outputs(args.out, GENERATION_OUTPUTS, force=args.force, inputs=inputs)
+    require_extra("matplotlib", "plot", "evaluate-generation")
     if args.prompts_per_point < 1:
         raise TrainConfigError(f"--prompts-per-point: must be >= 1, got {args.prompts_per_point}")
     if not 0 <= args.threshold < 1:

@@ -4,20 +4,14 @@ from __future__ import annotations
 
 import os
 
-from superpose.files import OutputFileError
+from superpose.commands import add_force_option, require_extra
 
 from .trainer import CHECKPOINT_FILES, load_checkpoint
 
 
-class LensExtraError(OutputFileError):
-    """The ``lens`` extra (safetensors, torch, transformer-lens) is not installed."""
-
-
 def _cmd_export_trained(args) -> int:
-    try:
-        import safetensors  # noqa: F401
-    except ImportError:
-        raise LensExtraError("export-trained needs the lens extra: pip install -e '.[lens]'") from None
+    for module in ("safetensors", "torch"):
+        require_extra(module, "lens", "export-trained")
     from .hooked import save_trained_safetensors
 
     run = load_checkpoint(args.checkpoint)
@@ -33,5 +27,5 @@ def register(subparsers) -> None:
                               help="a trained checkpoint as safetensors in TransformerLens's names (HookedTransformer)")
     e.add_argument("checkpoint", help="checkpoint directory from `superpose train`")
     e.add_argument("-o", "--output", required=True, help="the .safetensors file to write")
-    e.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    add_force_option(e)
     e.set_defaults(func=_cmd_export_trained)

@@ -10,6 +10,7 @@ and step) next to ``checkpoint.json`` (config, step, metrics so far).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -124,6 +125,7 @@ def answer_loss(logits, positions, answers):
     return -jnp.take_along_axis(logp, answers[..., None], axis=-1).mean()
 
 
+@functools.lru_cache(maxsize=8)  # one compiled step per config: resuming, or training it again, reuses it
 def make_step(config: TrainConfig):
     model = GPT(config.model_config)
     optimizer = _optimizer(config)

@@ -2,10 +2,12 @@
 
 ``analytic`` (the prediction, written independently of ``superpose.construct``),
 ``numpy_forward`` (an independent executor), ``strategies`` (Hypothesis strategies),
+``compare`` (the model against the prediction, per prediction position),
 ``sweep``/``sampling``/``batched`` (sharded sweeps), ``calibration`` and ``plots``,
 ``export``/``lens`` (safetensors and TransformerLens), ``chunked`` (block-wise
 attention executor) and ``bench`` (benchmark)."""
 
 from .analytic import consistent_tasks, output_distribution, predict, task_mixture
+from .compare import Comparison, compare
 
-__all__ = ["predict", "task_mixture", "consistent_tasks", "output_distribution"]
+__all__ = ["predict", "task_mixture", "consistent_tasks", "output_distribution", "compare", "Comparison"]

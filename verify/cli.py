@@ -58,6 +58,7 @@ SWEEP_FLAGS = {  # flag -> (sweep parameter, type, what the values are)
 
 def _cmd_sweep(args) -> int:
     import jax
+    from tqdm import tqdm
 
     from superpose.files import check_output
     from superpose.verify import sweep as sw
@@ -91,10 +92,12 @@ def _cmd_sweep(args) -> int:
         raise sw.SweepError(f"--block: must be a power of two, got {args.block}")
     runner = ShardedRunner(device_mesh(devices), attention_budget=args.attention_budget, executor=args.executor,
                            block=args.block)
-    progress = sw.ProgressBar("sweep", enabled=args.progress if args.progress is not None else sys.stderr.isatty())
+    shown = args.progress if args.progress is not None else sys.stderr.isatty()
     start = time.perf_counter()
-    records = list(sw.write_records(sw.run_sweep(configs, runner, perturb=args.perturb, on_progress=progress),
-                                    args.output, force=args.force))
+    with tqdm(total=len(configs), desc="sweep", unit="config", disable=not shown, file=sys.stderr) as bar:
+        records = list(sw.write_records(
+            sw.run_sweep(configs, runner, perturb=args.perturb, on_progress=lambda done, _: bar.update(done - bar.n)),
+            args.output, force=args.force))
     seconds = time.perf_counter() - start
     records.sort(key=lambda r: r["index"])
     print(sw.summary_table(records))
@@ -110,6 +113,7 @@ def _cmd_sweep(args) -> int:
 
 
 def _cmd_plot(args) -> int:
+    from superpose.commands import require_extra
     from superpose.files import check_outputs
     from superpose.verify.plots import figure_files, save_all
     from superpose.verify.sweep import read_records
@@ -120,6 +124,7 @@ def _cmd_plot(args) -> int:
         raise InputFileError(f"--format: choose from png, svg, pdf; got {args.format!r}")
     only = [n.strip() for n in args.only.split(",") if n.strip()] if args.only else None
     check_outputs(args.output, figure_files(only, formats), args.force, [args.sweep], what="--output")
+    require_extra("matplotlib", "plot", "superpose plot")
     records = read_records(args.sweep)
     for path in save_all(records, args.output, formats, only, force=args.force, inputs=[args.sweep]):
         print(f"wrote {path}")
@@ -155,13 +160,16 @@ def _cmd_bench(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from superpose.cli import _build_checked, _limit, _load_tasks
+    from superpose.commands import build_checked, limit_of, load_tasks, require_extra
     from superpose.files import check_output
     from superpose.verify.export import save_safetensors
 
     check_output(args.output, args.force, [args.tasks])  # refuse at once, before building anything
-    limit = _limit(args)
-    model = _build_checked(_load_tasks(args.tasks, limit), args, limit)
+    if args.check_transformer_lens:
+        require_lens()
+    require_extra("safetensors", "export", "superpose export")
+    limit = limit_of(args)
+    model = build_checked(load_tasks(args.tasks, limit), args, limit)
     save_safetensors(model, args.output, force=args.force, inputs=[args.tasks])
     print(f"wrote {args.output}: {model.summary()}")
     if args.check_transformer_lens:
@@ -174,6 +182,13 @@ def _cmd_export(args) -> int:
     return 0
 
 
+def require_lens() -> None:
+    from superpose.commands import require_extra
+
+    for module in ("torch", "transformer_lens"):
+        require_extra(module, "lens", "--check-transformer-lens")
+
+
 def check_transformer_lens(model, n_prompts: int, seed: int = 0) -> float:
     """Max |TransformerLens readout - our JAX readout| over random prompts of random lengths (float64)."""
     import numpy as np
@@ -183,11 +198,8 @@ def check_transformer_lens(model, n_prompts: int, seed: int = 0) -> float:
     from superpose.verify.lens import hooked_readout, to_hooked_transformer
     from superpose.verify.sampling import mixture_shares, sample_prompt
 
-    try:
-        hooked = to_hooked_transformer(model)
-    except ImportError as e:
-        raise InputFileError(f"--check-transformer-lens needs the lens extra (torch, transformer-lens): {e}") \
-            from None
+    require_lens()
+    hooked = to_hooked_transformer(model)
     rng = np.random.default_rng(seed)
     worst = 0.0
     for _ in range(n_prompts):
@@ -204,7 +216,7 @@ def check_transformer_lens(model, n_prompts: int, seed: int = 0) -> float:
 
 
 def register(subparsers) -> None:
-    from superpose.cli import add_force_option, add_memory_option
+    from superpose.commands import add_force_option, add_memory_option
     from superpose.construct.build import DEFAULT_SHARPNESS
     from superpose.verify.sweep import AXES
 

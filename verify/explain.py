@@ -49,6 +49,7 @@ import numpy as np
 from superpose.construct.build import LAYER_SPECS, SuperposeModel
 from superpose.construct.spec import exact_values, formula_text
 from superpose.setting import Prompt, tokenize, validate_prompt
+from superpose.verify.compare import run_report
 
 #: Prompts up to this many tokens are shown whole; longer ones are summarised (and the page says so).
 READABLE_TOKENS = 60
@@ -252,7 +253,6 @@ def _shares(model: SuperposeModel, prompt: Prompt, shown_examples: set[int]) -> 
 def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", command: str | None = None,
               limit: int = READABLE_TOKENS) -> dict:
     """Everything the explain page shows, as JSON-ready data (one forward pass with capture)."""
-    from superpose.cli import _report
     from superpose.model import run_tokens
     from superpose.setting import prediction_positions, prediction_sites
 
@@ -261,7 +261,7 @@ def page_data(model: SuperposeModel, prompt: Prompt, dtype: str = "float64", com
     tol = TOLERANCE[dtype]
     tokens = tokenize(tasks, prompt)
     T = len(tokens)
-    report = _report(model, prompt, dtype)            # exactly what `superpose run --json` prints
+    report = run_report(model, prompt, dtype)         # exactly what `superpose run --json` prints
     readout, cache = run_tokens(model, tokens[None, :], dtype=dtype, capture=True)
     shown = shown_positions(model, prompt, limit)
     hidden = range(1, shown[1]) if len(shown) > 1 and shown[1] > 1 else range(1, 1)

@@ -41,7 +41,7 @@ def _command_text(args) -> str:
 
 
 def _cmd_explain(args) -> int:
-    from superpose.cli import _limit, _load_prompt, _load_tasks, _model_for
+    from superpose.commands import limit_of, load_prompt, load_tasks, model_for_prompt
     from superpose.construct.build import planned_config
     from superpose.demo import digit_tasks, mixed_prompt
     from superpose.files import check_output
@@ -52,9 +52,9 @@ def _cmd_explain(args) -> int:
         raise ExplainError("explain: give both TASKS.json and PROMPT.json, or neither (the demo)")
     inputs = [args.tasks, args.prompt]
     check_output(args.output, args.force, inputs)  # refuse at once, before any work
-    limit = _limit(args)
+    limit = limit_of(args)
     if args.tasks:
-        tasks, prompt = _load_tasks(args.tasks, limit), _load_prompt(args.prompt, limit)
+        tasks, prompt = load_tasks(args.tasks, limit), load_prompt(args.prompt, limit)
     else:
         tasks = digit_tasks()
         prompt = mixed_prompt(tasks)
@@ -67,7 +67,7 @@ def _cmd_explain(args) -> int:
                      f"explaining a {T}-token prompt (every layer's attention captured)",
                      "use a shorter prompt or raise --memory-limit / SUPERPOSE_MEMORY_LIMIT")
     args.weights, args.executor, args.block = None, "standard", 256
-    model = _model_for(tasks, prompt, args, limit)
+    model = model_for_prompt(tasks, prompt, args, limit)
     data = page_data(model, prompt, args.dtype, command=_command_text(args))
     size = write_page(args.output, render(data), force=args.force, inputs=inputs)
     out = data["outputs"]
@@ -87,7 +87,7 @@ def _cmd_explain(args) -> int:
 
 
 def register(subparsers) -> None:
-    from superpose.cli import add_force_option, add_memory_option
+    from superpose.commands import add_force_option, add_memory_option
     from superpose.construct.build import DEFAULT_SHARPNESS
 
     p = subparsers.add_parser(

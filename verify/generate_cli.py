@@ -84,13 +84,13 @@ def _print_text(tasks: TaskSet, prompt, report: dict) -> None:
 
 
 def _cmd_generate(args) -> int:
-    from superpose.cli import _load_prompt, _load_tasks
+    from superpose.commands import load_prompt, load_tasks
     from superpose.resources import memory_limit
 
     _check_options(args)
     limit = memory_limit(args.memory_limit)
-    tasks = _load_tasks(args.tasks, limit)
-    prompt = _load_prompt(args.prompt, limit)
+    tasks = load_tasks(args.tasks, limit)
+    prompt = load_prompt(args.prompt, limit)
     validate_prompt(tasks, prompt)
     if args.model == "analytic":
         step = analytic_step(tasks, prompt, args.mode, exact=True)
@@ -118,7 +118,7 @@ def number(text: str) -> float:
 
 
 def register(subparsers) -> None:
-    from superpose.cli import add_memory_option
+    from superpose.commands import add_memory_option
     from superpose.construct.build import DEFAULT_SHARPNESS
 
     g = subparsers.add_parser(

@@ -10,7 +10,7 @@ models of one padded shape stacked and sharded over the devices) and records:
 
 * ``max_abs_error``: the largest ``|readout - prediction|`` over every prediction
   position of every prompt, the prediction being the analytic one
-  (``superpose.verify.analytic``, which never looks at weights);
+  (``superpose.verify.compare`` against ``superpose.verify.analytic``, which never looks at weights);
 * ``bound``: ``model.error_bound(dtype, prompt_length=T)`` (``None`` when hypothesis H
   fails, i.e. no bound is claimed), ``error_over_bound`` and ``violated``
   (a bound that holds and is exceeded; a NaN or infinite error also counts);
@@ -31,7 +31,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -42,10 +41,11 @@ import numpy as np
 from superpose.construct.build import build
 from superpose.files import atomic_write
 from superpose.model import pad_params
-from superpose.setting import InputFileError, SuperposeError, TaskSet, prediction_positions, tokenize
-from superpose.verify.analytic import predict, task_mixture
+from superpose.setting import InputFileError, SuperposeError, TaskSet, tokenize
+from superpose.verify.analytic import task_mixture
 from superpose.verify.batched import Item, ShardedRunner, padded_shape
 from superpose.verify.calibration import answer_distribution, calibration_kl
+from superpose.verify.compare import compare
 from superpose.verify.sampling import MIXTURES, mixture_shares, random_task_set, realized_counts, sample_prompt
 
 RECORD_FORMAT = "superpose-sweep/1"
@@ -230,21 +230,18 @@ def _finite_or_none(x: float) -> float | None:
 def _finish(case: _Case, runner: ShardedRunner) -> dict:
     start = time.perf_counter()
     config, tasks, model = case.config, case.tasks, case.model
-    d, m = tasks.vocab_size, config.n_examples
-    positions = prediction_positions(tasks, m)
-    errors, query_errors, kl_examples, kl_votes, points = [], [], [], [], []
+    prompts = [sample.prompt for sample in case.samples]
+    comparisons = compare(model, prompts, config.dtype, readouts=[case.readouts[p] for p in range(len(prompts))])
+    errors = [c.max_error for c in comparisons]
+    query_errors = [float(c.errors[-1]) for c in comparisons]
+    kl_examples, kl_votes, points = [], [], []
     counts = {"examples": 0, "ambiguous": 0, "noise": 0}
-    for p, sample in enumerate(case.samples):
-        readout = case.readouts[p][positions, :d]
-        expected, mixture = predict(tasks, sample.prompt), task_mixture(tasks, sample.prompt.examples)
-        difference = np.abs(readout - expected)
-        errors.append(float(difference.max()) if np.isfinite(difference).all() else math.inf)
-        query_errors.append(float(difference[-1].max()) if np.isfinite(difference[-1]).all() else math.inf)
+    for sample, comparison in zip(case.samples, comparisons):
         for key, value in realized_counts(tasks, sample.prompt).items():
             counts[key] += value
         answers = [t(sample.prompt.query) for t in tasks.tasks]
-        probabilities = readout[-1]
-        votes = [float(x) for x in mixture]
+        probabilities = comparison.outputs[-1]
+        votes = [float(x) for x in task_mixture(tasks, sample.prompt.examples)]
         kl_votes.append(calibration_kl(votes, answers, probabilities))
         shares = sample.example_shares
         if shares is not None:
@@ -253,7 +250,7 @@ def _finish(case: _Case, runner: ShardedRunner) -> dict:
             for answer, share in answer_distribution(shares, answers).items():
                 points.append([share, by_vote[answer], float(probabilities[answer])])
     error = max(errors)
-    bound = model.error_bound(config.dtype, prompt_length=config.prompt_length)
+    bound = comparisons[0].bound   # every prompt of a configuration has config.prompt_length tokens
     holds = bool(bound.holds)
     violated = holds and not error <= bound.total
     task_examples = counts["examples"] - counts["noise"]
@@ -362,7 +359,7 @@ def run_sweep(configs: Sequence[SweepConfig], runner: ShardedRunner | None = Non
 
 
 # ---------------------------------------------------------------------------------------------
-# Records: JSON Lines, a summary table, a progress bar.
+# Records: JSON Lines and a summary table.
 
 def json_safe(value: Any) -> Any:
     """``value`` with every NaN or infinite float replaced by ``None`` (strict JSON has neither)."""
@@ -456,26 +453,5 @@ def violation_report(records: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-class ProgressBar:
-    """A one-line progress bar on a stream (stderr by default); silent when ``enabled`` is False."""
-
-    def __init__(self, label: str, enabled: bool = True, stream=None, width: int = 30):
-        self.label, self.enabled, self.stream, self.width = label, enabled, stream or sys.stderr, width
-        self.start = time.perf_counter()
-
-    def __call__(self, done: int, total: int) -> None:
-        if not self.enabled:
-            return
-        filled = int(self.width * done / max(total, 1))
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / done * (total - done) if done else 0.0
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (self.width - filled)}] {done}/{total} "
-                          f"{elapsed:6.1f}s elapsed, ~{eta:5.1f}s left")
-        if done >= total:
-            self.stream.write("\n")
-        self.stream.flush()
-
-
 __all__ = ["SweepConfig", "SweepError", "AXES", "PRESETS", "grid", "random_configs", "preset", "run_sweep",
-           "write_records", "read_records", "summary_table", "violation_report",
-           "ProgressBar"]
+           "write_records", "read_records", "summary_table", "violation_report"]
