@@ -123,3 +123,13 @@ def test_committed_checkpoint_reproduces_its_committed_metrics_exactly(experimen
                            committed["prompts_per_point"], committed["coverage_prompts"],
                            constructed_prompts_per_point=0, seed=committed["seed"], floor_prompts=8)
     assert report["models"][run] == committed["models"][run]
+
+
+@pytest.mark.parametrize("experiment", ["s4", "s8"])
+def test_the_readme_tables_are_the_ones_evaluate_mixtures_printed(experiment):
+    from superpose.train.emergence import report_table
+
+    with open(os.path.join(RESULTS, experiment, "emergence.json")) as f:
+        report = json.load(f)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        assert report_table(report) in f.read()

@@ -1,6 +1,8 @@
 """Training and evaluation prompts for the emergence experiment.
 
-The task family is ``retrieval_tasks(d, s)``: ``copy slot a`` for every slot (the
+The paper's character retrieval is ``position_tasks(d, s)`` (``retrieve position i``),
+trained in the three arms of ``arm_batch`` (conclusive, weak evidence, mixed control). The
+earlier task family is ``retrieval_tasks(d, s)``: ``copy slot a`` for every slot (the
 paper's retrieval tasks) plus ``successor of slot 0`` (a token map, ``x -> x + 1 mod d``).
 A training prompt draws one task and ``m`` examples of it, in exactly the
 construction's format (``superpose.setting``)::

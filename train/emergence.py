@@ -269,7 +269,7 @@ def report_table(report: dict) -> str:
         return {"mean": float(np.mean([i["mean"] for i in ivs])),
                 "ci95": None if None in half else float(np.mean(half))}
 
-    lines = ["| model | params | seeds | eval loss − Bayes floor | slope | R² | KL(shares ‖ q) | KL(Bayes ‖ q) | "
+    lines = ["| model | params | seeds | eval loss − Bayes loss | slope | R² | KL(shares ‖ q) | KL(Bayes ‖ q) | "
              "off-task mass | r/K' (K' = 2 / max) |", "|---|---|---|---|---|---|---|---|---|---|"]
     for group, s in report["groups"].items():
         ks = sorted(s["coverage"], key=int)

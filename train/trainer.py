@@ -1,4 +1,5 @@
-"""Train the small GPT on single-task prompts with optax; checkpoints, resume, deterministic seed.
+"""Train the small GPT with optax on prompts of one training arm (``data.arm_batch``); checkpoints,
+resume, deterministic seed.
 
 Determinism: the batch of step ``i`` is drawn from ``np.random.default_rng([seed, i])``
 and the initial parameters from ``jax.random.key(seed)``, so a run resumed from a
