@@ -133,3 +133,24 @@ def test_the_readme_tables_are_the_ones_evaluate_mixtures_printed(experiment):
         report = json.load(f)
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         assert report_table(report) in f.read()
+
+
+def test_evaluate_mixtures_cli_on_a_committed_checkpoint_and_its_bad_options(tmp_path, capsys):
+    import superpose.cli
+
+    run = os.path.join(RESULTS, "s4", "s4-weak-seed0")
+    out = str(tmp_path / "eval")
+    args = ["evaluate-mixtures", "--checkpoint", run, "--out", out, "--prompts-per-point", "1",
+            "--coverage-prompts", "2", "--constructed-prompts-per-point", "1"]
+    assert superpose.cli.main(args) == 0
+    report = json.loads((tmp_path / "eval" / "emergence.json").read_text())
+    assert report["models"]["constructed"]["subsets"]["0+1"]["kl"] <= 1e-9
+    assert set(report["models"]) == {"bayes weak", "constructed", "s4-weak-seed0"}
+    for name in ("calibration", "coverage", "kl_size"):
+        assert (tmp_path / "eval" / f"{name}.png").stat().st_size > 1000
+    capsys.readouterr()
+    assert superpose.cli.main(args) == 2                      # outputs exist: --force needed
+    assert superpose.cli.main(args + ["--force", "--coverage-prompts", "0"]) == 2
+    assert superpose.cli.main(args + ["--force", "--subsets", "0,9"]) == 2
+    err = capsys.readouterr().err
+    assert "--coverage-prompts" in err and "--subsets" in err and "exists" in err.lower()

@@ -9,8 +9,9 @@ answers differ), next to
 * the Bayes-optimal predictor of each arm's training distribution (``bayes``), computed
   exactly on every prompt: the ideal learner of that arm;
 * the constructed model (``superpose.build``), exact by Theorem 1 (probability = share);
-  it runs on the first ``constructed_prompts_per_point`` prompts of each point only
-  (it is slow on CPU and exact, so more prompts change nothing but the run time);
+  it runs on the first ``constructed_prompts_per_point`` prompts of each point and the
+  first ``4 *`` that many coverage prompts per ``K'`` only (it is slow on CPU and exact, so
+  more prompts change nothing but the run time);
 * the diagonal (probability = share), drawn in the figures.
 
 Per model and subset: slope and R² of probability vs share, ``KL(shares || q)`` (the
@@ -186,8 +187,6 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from superpose.files import atomic_write
-
     models, groups = report["models"], report["groups"]
     arms = [a for a in ("conclusive", "weak", "mixed") if f"bayes {a}" in models]
     fig, axes = plt.subplots(1, len(arms), figsize=(4.6 * len(arms), 4.4), squeeze=False)
@@ -212,7 +211,7 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
         ax.set_ylim(-0.03, 1.03)
         ax.legend(fontsize=6.5, loc="upper left")
     fig.tight_layout()
-    _save(fig, paths["calibration"], force, inputs, atomic_write, plt)
+    _save(fig, paths["calibration"], force, inputs)
 
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for name, entry in models.items():
@@ -230,7 +229,7 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=6.5)
     fig.tight_layout()
-    _save(fig, paths["coverage"], force, inputs, atomic_write, plt)
+    _save(fig, paths["coverage"], force, inputs)
 
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for key, label, marker in (("kl", "KL(shares ‖ q)", "o"), ("kl_bayes", "KL(Bayes of the arm ‖ q)", "s")):
@@ -246,10 +245,15 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     ax.set_ylabel("nats (mean over seeds and task subsets)")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, paths["kl_size"], force, inputs, atomic_write, plt)
+    _save(fig, paths["kl_size"], force, inputs)
 
 
-def _save(fig, path, force, inputs, atomic_write, plt) -> None:
+def _save(fig, path, force, inputs) -> None:
+    """Write a figure as a PNG atomically (``force=False`` refuses an existing file)."""
+    import matplotlib.pyplot as plt
+
+    from superpose.files import atomic_write
+
     with atomic_write(path, force=force, inputs=inputs) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
