@@ -83,6 +83,9 @@ def _cmd_evaluate(args) -> int:
     from .mixtures import constructed_probabilities, evaluate_mixtures, plot_calibration, trained_probabilities
 
     inputs = [p for path in args.checkpoint for p in _checkpoint_inputs(path)]
+    # refuse existing outputs before any work: the family (from checkpoint.json) names them
+    emergence = _family_of(args.checkpoint[0]) == "positions"
+    check_outputs(args.out, EMERGENCE_OUTPUTS if emergence else EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
     runs = [load_checkpoint(path) for path in args.checkpoint]
     tasks = runs[0].config.tasks
     for path, run in zip(args.checkpoint, runs):
@@ -93,7 +96,6 @@ def _cmd_evaluate(args) -> int:
         raise TrainConfigError(f"--prompts-per-point: must be >= 1, got {args.prompts_per_point}")
     if runs[0].config.family == "positions":
         return _evaluate_emergence(args, runs, subsets, inputs)
-    check_outputs(args.out, EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
     # the query takes the place of a training prompt's last example, so every position of an
     # evaluation prompt is one the trained models were trained on (learned position embeddings)
     m = runs[0].config.n_examples - 1
@@ -119,6 +121,16 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _family_of(checkpoint: str) -> str | None:
+    """The task family recorded in a checkpoint's ``checkpoint.json`` (``None`` if unreadable:
+    ``load_checkpoint`` then reports why)."""
+    try:
+        with open(os.path.join(checkpoint, "checkpoint.json")) as f:
+            return json.load(f)["config"].get("family", "retrieval")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _subsets(texts, tasks) -> list[tuple[int, ...]]:
     subsets = []
     for text in texts:
@@ -136,7 +148,6 @@ def _evaluate_emergence(args, runs, subsets, inputs) -> int:
     """The emergence experiment's evaluation (``train.emergence``) of runs of the positions family."""
     from .emergence import evaluate_runs, plot_report, report_table
 
-    check_outputs(args.out, EMERGENCE_OUTPUTS, force=args.force, inputs=inputs)
     for name in ("coverage_prompts", "constructed_prompts_per_point"):
         if getattr(args, name) < 0 or (name == "coverage_prompts" and getattr(args, name) < 1):
             raise TrainConfigError(f"--{name.replace('_', '-')}: out of range, got {getattr(args, name)}")
