@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples notebooks explain explain-figure prove emergence generation figures bench clean
+.PHONY: install demo test examples notebooks explain explain-figure prove emergence emergence-s8 generation figures bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -48,13 +48,28 @@ explain-figure: $(STAMP)
 	SUPERPOSE_REQUIRE_BROWSER=1 SUPERPOSE_EXPLAIN_SCREENSHOTS=docs/figures \
 	  $(BIN)/python -m pytest tests/test_explain_browser.py -q -k screenshots
 
-# The emergence experiment (issue 6): three model sizes, then calibration on mixed prompts.
+# The emergence experiment (issue 12): character retrieval (retrieve position i), three training arms
+# (conclusive, weak evidence, mixed control), 3 seeds, then mixed prompts against the Bayes-optimal
+# predictor of each arm and the constructed model. `emergence` trains the 4-position grid on the CPU
+# and evaluates it and the committed 8-position runs; `emergence-s8` trains the 8-position grid (three
+# sizes of the conclusive arm; a GPU-scale budget, see the README). Resumable: finished runs are
+# skipped, interrupted ones resume from their checkpoints.
+EMERGENCE_SEEDS := 0 1 2
 emergence: $(STAMP)
-	for size in small default large; do \
-	  $(BIN)/superpose train --config train/configs/$$size.json --out train/results/$$size --force || exit 1; \
-	done
-	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/small train/results/default \
-	  train/results/large --out train/results --force
+	for seed in $(EMERGENCE_SEEDS); do for arm in conclusive weak mixed; do \
+	  $(BIN)/superpose train --config train/configs/emergence/s4-$$arm.json --seed $$seed \
+	    --out train/results/emergence/s4/s4-$$arm-seed$$seed --continue || exit 1; \
+	done; done
+	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/emergence/s4/s4-*-seed* \
+	  --out train/results/emergence/s4 --force
+	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/emergence/s8/s8-*-seed0 \
+	  --out train/results/emergence/s8 --force
+
+emergence-s8: $(STAMP)
+	for seed in $(EMERGENCE_SEEDS); do for run in conclusive weak mixed conclusive-small conclusive-large; do \
+	  $(BIN)/superpose train --config train/configs/emergence/s8-$$run.json --seed $$seed \
+	    --out train/results/emergence/s8/s8-$$run-seed$$seed --continue || exit 1; \
+	done; done
 
 # Generation collapse in a trained transformer (issue 13): two-token answers, then decoders and collapse
 # on mixed prompts against the analytic rules.

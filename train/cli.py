@@ -14,6 +14,7 @@ from .trainer import CHECKPOINT_FILES, TrainConfig, TrainConfigError, load_check
 
 TRAIN_OUTPUTS = (*CHECKPOINT_FILES, "metrics.json")
 EVALUATE_OUTPUTS = ("mixtures.json", "calibration.png")
+EMERGENCE_OUTPUTS = ("emergence.json", "calibration.png", "coverage.png", "kl_size.png")
 GENERATION_OUTPUTS = ("generation.json", "generation.png")
 
 
@@ -41,9 +42,22 @@ def _cmd_train(args) -> int:
     config = _config(args)
     config.validate()
     inputs = [args.config] if args.config else []
+    if args.resume and args.continue_run:
+        raise TrainConfigError("--resume and --continue: give one of them")
+    if args.continue_run:   # finished: nothing to do; a checkpoint: resume it; nothing: start
+        if os.path.exists(os.path.join(args.out, "checkpoint.json")):
+            done = load_checkpoint(args.out)
+            if done.config != config:
+                raise TrainConfigError(f"{args.out}: holds a run of a different config; pick another --out "
+                                       "or --force to replace it")
+            if done.step >= config.steps and os.path.exists(os.path.join(args.out, "metrics.json")):
+                print(f"{args.out}: finished ({done.step} steps), skipped")
+                return 0
+            args.resume = True
     # a new run refuses to replace an earlier run's files; --resume continues (and rewrites) them
     check_outputs(args.out, TRAIN_OUTPUTS, force=args.force or args.resume, inputs=inputs)
-    bar = tqdm(total=config.steps, desc="train", unit="step", disable=args.quiet)
+    bar = tqdm(total=config.steps, desc=os.path.basename(os.path.normpath(args.out)), unit="step",
+               disable=args.quiet)
     start_step = load_checkpoint(args.out).step if args.resume else 0
     bar.update(start_step)
 
@@ -70,13 +84,20 @@ def _cmd_evaluate(args) -> int:
     from .mixtures import constructed_probabilities, evaluate_mixtures, plot_calibration, trained_probabilities
 
     inputs = [p for path in args.checkpoint for p in _checkpoint_inputs(path)]
-    check_outputs(args.out, EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
+    # refuse existing outputs before any work: the family (from checkpoint.json) names them
+    emergence = _family_of(args.checkpoint[0]) == "positions"
+    check_outputs(args.out, EMERGENCE_OUTPUTS if emergence else EVALUATE_OUTPUTS, force=args.force, inputs=inputs)
     require_extra("matplotlib", "plot", "evaluate-mixtures")
     runs = [load_checkpoint(path) for path in args.checkpoint]
     tasks = runs[0].config.tasks
     for path, run in zip(args.checkpoint, runs):
         if run.config.tasks != tasks or run.config.n_examples != runs[0].config.n_examples:
             raise TrainConfigError(f"{path}: trained on a different task family than {args.checkpoint[0]}")
+    subsets = _subsets(args.subsets, tasks)
+    if args.prompts_per_point is not None and args.prompts_per_point < 1:
+        raise TrainConfigError(f"--prompts-per-point: must be >= 1, got {args.prompts_per_point}")
+    if runs[0].config.family == "positions":
+        return _evaluate_emergence(args, runs, subsets, inputs)
     # the query takes the place of a training prompt's last example, so every position of an
     # evaluation prompt is one the trained models were trained on (learned position embeddings)
     m = runs[0].config.n_examples - 1
@@ -86,15 +107,12 @@ def _cmd_evaluate(args) -> int:
         models[f"trained d{c.d_model} L{c.n_layers} ({os.path.basename(os.path.normpath(path))})"] = \
             trained_probabilities(c, run.params)
     models["constructed (7 layers)"] = constructed_probabilities(tasks, m)
-    subsets = [tuple(int(k) for k in s.split(",")) for s in args.subsets]
-    for s in subsets:
-        if len(set(s)) != len(s) or not all(0 <= k < tasks.K for k in s):
-            raise TrainConfigError(f"--subsets: {s} must be distinct task indices in 0..{tasks.K - 1}")
-    results = evaluate_mixtures(tasks, models, m, subsets, args.prompts_per_point, args.seed)
+    per_point = args.prompts_per_point or 8
+    results = evaluate_mixtures(tasks, models, m, subsets, per_point, args.seed)
     make_directory(args.out)
     with atomic_write(os.path.join(args.out, "mixtures.json"), force=args.force, inputs=inputs) as tmp, \
             open(tmp, "w") as f:
-        json.dump({"n_examples": m, "prompts_per_point": args.prompts_per_point, "results": results}, f, indent=1)
+        json.dump({"n_examples": m, "prompts_per_point": per_point, "results": results}, f, indent=1)
     plot_calibration(results, os.path.join(args.out, "calibration.png"), force=args.force, inputs=inputs)
     print(f"{'model':44s} {'tasks':>6s} {'slope':>6s} {'R^2':>6s} {'KL':>7s} {'off-task':>8s}")
     for name, by_subset in results.items():
@@ -102,6 +120,56 @@ def _cmd_evaluate(args) -> int:
             print(f"{name:44s} {subset:>6s} {cal['slope']:6.3f} {cal['r2']:6.3f} {cal['kl']:7.4f} "
                   f"{cal['off_task_mass']:8.4f}")
     print(f"wrote {args.out}/mixtures.json and calibration.png")
+    return 0
+
+
+def _family_of(checkpoint: str) -> str | None:
+    """The task family recorded in a checkpoint's ``checkpoint.json`` (``None`` if unreadable:
+    ``load_checkpoint`` then reports why)."""
+    try:
+        with open(os.path.join(checkpoint, "checkpoint.json")) as f:
+            return json.load(f)["config"].get("family", "retrieval")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _subsets(texts, tasks) -> list[tuple[int, ...]]:
+    subsets = []
+    for text in texts:
+        try:
+            s = tuple(int(k) for k in text.split(","))
+        except ValueError:
+            raise TrainConfigError(f"--subsets: {text!r} is not a comma-separated list of task indices") from None
+        if len(set(s)) != len(s) or not all(0 <= k < tasks.K for k in s):
+            raise TrainConfigError(f"--subsets: {text!r} must be distinct task indices in 0..{tasks.K - 1}")
+        subsets.append(s)
+    return subsets
+
+
+def _evaluate_emergence(args, runs, subsets, inputs) -> int:
+    """The emergence experiment's evaluation (``train.emergence``) of runs of the positions family."""
+    from .emergence import evaluate_runs, plot_report, report_table
+
+    for name in ("coverage_prompts", "constructed_prompts_per_point"):
+        if getattr(args, name) < 0 or (name == "coverage_prompts" and getattr(args, name) < 1):
+            raise TrainConfigError(f"--{name.replace('_', '-')}: out of range, got {getattr(args, name)}")
+    names = [os.path.basename(os.path.normpath(path)) for path in args.checkpoint]
+    if len(set(names)) != len(names):
+        raise TrainConfigError(f"--checkpoint: run directories need distinct names, got {names}")
+    started = time.perf_counter()
+    report = evaluate_runs(dict(zip(names, runs)), subsets, args.prompts_per_point or 100, args.coverage_prompts,
+                           args.constructed_prompts_per_point, args.seed,
+                           progress=lambda name: print(f"evaluating {name}", flush=True))
+    report["checkpoints"] = [os.path.normpath(p) for p in args.checkpoint]
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    make_directory(args.out)
+    with atomic_write(os.path.join(args.out, "emergence.json"), force=args.force, inputs=inputs) as tmp, \
+            open(tmp, "w") as f:
+        json.dump(report, f, indent=1, allow_nan=False)
+    plot_report(report, {k: os.path.join(args.out, f"{k}.png") for k in ("calibration", "coverage", "kl_size")},
+                force=args.force, inputs=inputs)
+    print(report_table(report))
+    print(f"wrote {args.out}/emergence.json, calibration.png, coverage.png and kl_size.png")
     return 0
 
 
@@ -178,6 +246,9 @@ def register(subparsers) -> None:
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint in --out")
     t.add_argument("--force", action="store_true",
                    help="start afresh even if --out holds an earlier run's checkpoint (it is replaced)")
+    t.add_argument("--continue", dest="continue_run", action="store_true",
+                   help="resume the run in --out if it holds one of this config, skip it if it is finished, "
+                        "else start (for resumable experiment scripts)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     for name in OVERRIDABLE:
         kind = float if name == "learning_rate" else int
@@ -185,12 +256,18 @@ def register(subparsers) -> None:
     t.set_defaults(func=_cmd_train)
 
     e = subparsers.add_parser("evaluate-mixtures",
-                              help="calibration of trained checkpoints and the constructed model on mixed prompts")
+                              help="calibration of trained checkpoints, the constructed model and (positions "
+                                   "family) the Bayes-optimal predictors on mixed prompts")
     e.add_argument("--checkpoint", nargs="+", required=True, help="checkpoint directories from `superpose train`")
     e.add_argument("--out", required=True, help="directory for mixtures.json and calibration.png")
     e.add_argument("--force", action="store_true", help="overwrite mixtures.json and calibration.png")
     e.add_argument("--subsets", nargs="+", default=["0,1", "0,1,2"], help="task subsets, e.g. 0,1 0,1,2")
-    e.add_argument("--prompts-per-point", type=int, default=8)
+    e.add_argument("--prompts-per-point", type=int, default=None,
+                   help="prompts per split of the examples (default 8; 100 for the positions family)")
+    e.add_argument("--coverage-prompts", type=int, default=100,
+                   help="positions family: prompts per K' for the coverage r/K' (default 100)")
+    e.add_argument("--constructed-prompts-per-point", type=int, default=5,
+                   help="positions family: prompts per point the constructed model runs on (0: skip it)")
     e.add_argument("--seed", type=int, default=0)
     e.set_defaults(func=_cmd_evaluate)
 

@@ -37,8 +37,9 @@ def proportion_grid(n_examples: int, n_tasks: int) -> list[tuple[int, ...]]:
     return [c for c in itertools.product(range(n_examples + 1), repeat=n_tasks) if sum(c) == n_examples]
 
 
-def trained_probabilities(config, params) -> ProbabilityFn:
-    """Softmax over the trained model's logits at the query's ARROW (prompts padded to one length)."""
+def trained_probabilities(config, params, chunk: int = 512) -> ProbabilityFn:
+    """Softmax over the trained model's logits at the query's ARROW (prompts grouped by length, in
+    batches of ``chunk``)."""
     import jax
 
     from .model import GPT
@@ -53,7 +54,8 @@ def trained_probabilities(config, params) -> ProbabilityFn:
         out = np.zeros((len(rows), tasks.vocab_size))
         for length in lengths:
             idx = [i for i, r in enumerate(rows) if len(r) == length]
-            logits = np.asarray(apply(params, np.stack([rows[i] for i in idx])))[:, -1]
+            logits = np.concatenate([np.asarray(apply(params, np.stack([rows[i] for i in idx[c:c + chunk]])))[:, -1]
+                                     for c in range(0, len(idx), chunk)])
             probs = np.exp(logits - logits.max(-1, keepdims=True))
             probs /= probs.sum(-1, keepdims=True)
             out[idx] = probs[:, : tasks.vocab_size]
@@ -69,37 +71,55 @@ def constructed_probabilities(tasks: TaskSet, max_examples: int, dtype: str = "f
     return lambda prompts: np.stack([out[-1] for out in model.run(list(prompts), dtype=dtype)])
 
 
-def calibration(tasks: TaskSet, probabilities: ProbabilityFn, task_ids: Sequence[int], n_examples: int,
-                prompts_per_point: int, seed: int = 0) -> dict:
-    """Calibration metrics of one model for one subset of tasks (see the module docstring)."""
+def mixture_prompts(tasks: TaskSet, task_ids: Sequence[int], n_examples: int, prompts_per_point: int,
+                    seed: int = 0) -> tuple[list[Prompt], np.ndarray, np.ndarray]:
+    """``prompts_per_point`` prompts (``data.mixed_prompt``) for every split of ``n_examples`` examples
+    among ``task_ids`` (``proportion_grid`` order), with each prompt's task answers at the query
+    ``[N, len(task_ids)]`` and task shares ``[N, len(task_ids)]``."""
     rng = np.random.default_rng([seed, *task_ids])
-    grid = proportion_grid(n_examples, len(task_ids))
     prompts, answers, shares = [], [], []
-    for counts in grid:
+    for counts in proportion_grid(n_examples, len(task_ids)):
         for _ in range(prompts_per_point):
             prompt, task_answers = mixed_prompt(tasks, list(task_ids), list(counts), rng)
             prompts.append(prompt)
             answers.append(task_answers)
             shares.append(np.array(counts) / n_examples)
-    probs = probabilities(prompts)
-    q = np.array([[row[a] for a in ans] for row, ans in zip(probs, answers)])
-    pi = np.array(shares)
+    return prompts, np.array(answers), np.array(shares)
+
+
+def calibration_metrics(probs: np.ndarray, answers: np.ndarray, shares: np.ndarray, prompts_per_point: int,
+                        reference: np.ndarray | None = None) -> dict:
+    """Calibration metrics (module docstring) of probabilities ``probs[N, d]`` at the queries of
+    ``mixture_prompts``; with ``reference[N, d]`` also ``kl_reference``, the mean
+    ``KL(reference || probs)`` over the ``d`` content tokens (nats, ``probs`` not renormalised)."""
+    q = np.take_along_axis(probs, answers, axis=1)
+    pi = shares
     slope, intercept = np.polyfit(pi.ravel(), q.ravel(), 1)
     residual = q.ravel() - (slope * pi.ravel() + intercept)
     total = q.ravel() - q.ravel().mean()
     r2 = 1 - float(residual @ residual) / float(total @ total) if float(total @ total) > 0 else 1.0
     kl = np.mean([calibration_kl(s, a, row) for s, a, row in zip(shares, answers, probs)])
-    points = [{"counts": list(c), "share": list(np.array(c) / n_examples),
+    n_points = len(probs) // prompts_per_point
+    points = [{"share": shares[i * prompts_per_point].tolist(),
                "mean_probability": q[i * prompts_per_point:(i + 1) * prompts_per_point].mean(0).tolist()}
-              for i, c in enumerate(grid)]
-    return {
-        "tasks": [tasks.tasks[k].name for k in task_ids],
-        "n_prompts": len(prompts),
-        "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
-        "kl": float(kl),
-        "off_task_mass": float(1 - q.sum(1).mean()),
-        "points": points,
-    }
+              for i in range(n_points)]
+    out = {"n_prompts": len(probs), "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
+           "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "points": points}
+    if reference is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            terms = np.where(reference > 0, reference * (np.log(reference) - np.log(probs)), 0.0)
+        out["kl_reference"] = float(terms.sum(1).mean())
+    return out
+
+
+def calibration(tasks: TaskSet, probabilities: ProbabilityFn, task_ids: Sequence[int], n_examples: int,
+                prompts_per_point: int, seed: int = 0) -> dict:
+    """Calibration metrics of one model for one subset of tasks (see the module docstring)."""
+    prompts, answers, shares = mixture_prompts(tasks, task_ids, n_examples, prompts_per_point, seed)
+    metrics = calibration_metrics(probabilities(prompts), answers, shares, prompts_per_point)
+    metrics["points"] = [{"counts": list(counts), **point}
+                         for point, counts in zip(metrics["points"], proportion_grid(n_examples, len(task_ids)))]
+    return {"tasks": [tasks.tasks[k].name for k in task_ids], **metrics}
 
 
 def evaluate_mixtures(tasks: TaskSet, models: dict[str, ProbabilityFn], n_examples: int,

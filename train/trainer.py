@@ -1,4 +1,5 @@
-"""Train the small GPT on single-task prompts with optax; checkpoints, resume, deterministic seed.
+"""Train the small GPT with optax on prompts of one training arm (``data.arm_batch``); checkpoints,
+resume, deterministic seed.
 
 Determinism: the batch of step ``i`` is drawn from ``np.random.default_rng([seed, i])``
 and the initial parameters from ``jax.random.key(seed)``, so a run resumed from a
@@ -25,7 +26,7 @@ from flax import serialization
 
 from superpose.setting import SuperposeError
 
-from .data import FAMILIES, Batch, single_task_batch, task_family
+from .data import ARMS, FAMILIES, Batch, arm_batch, single_task_batch, task_family
 from .model import GPT, GPTConfig
 
 
@@ -51,6 +52,9 @@ class TrainConfig:
     eval_prompts: int = 512
     checkpoint_every: int = 500
     family: str = "retrieval"     # the task family (train.data.FAMILIES): "retrieval" or "pairs" (2-token answers)
+    arm: str = "conclusive"       # the training distribution (train.data.arm_batch): conclusive, weak or mixed
+    label_noise: float = 0.0      # probability that an example's answer is a uniformly random token
+    dirichlet_alpha: float = 1.0  # the mixed arm's Dirichlet concentration of task proportions
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -80,6 +84,17 @@ class TrainConfig:
             raise TrainConfigError(f"d_model: {self.d_model} is not divisible by n_heads = {self.n_heads}")
         if not self.learning_rate > 0:
             raise TrainConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
+        if not isinstance(self.arm, str) or self.arm not in ARMS:
+            raise TrainConfigError(f"arm: must be one of {list(ARMS)}, got {self.arm!r}")
+        if isinstance(self.label_noise, bool) or not isinstance(self.label_noise, (int, float)) \
+                or not 0 <= self.label_noise < 1:
+            raise TrainConfigError(f"label_noise: must be a number in [0, 1), got {self.label_noise!r}")
+        if isinstance(self.dirichlet_alpha, bool) or not isinstance(self.dirichlet_alpha, (int, float)) \
+                or not self.dirichlet_alpha > 0:
+            raise TrainConfigError(f"dirichlet_alpha: must be a number > 0, got {self.dirichlet_alpha!r}")
+        if (self.arm != "conclusive" or self.label_noise) and self.tasks.answer_length != 1:
+            raise TrainConfigError(f"arm {self.arm!r} with label_noise {self.label_noise}: needs one-token "
+                                   f"answers, family {self.family!r} has {self.tasks.answer_length}")
 
     @property
     def tasks(self):
@@ -142,17 +157,32 @@ def make_step(config: TrainConfig):
     return model, optimizer, step
 
 
+def config_batch(config: TrainConfig, batch_size: int, rng: np.random.Generator) -> Batch:
+    """Prompts of the config's training distribution (its family, arm and label noise)."""
+    if config.tasks.answer_length > 1:
+        return single_task_batch(config.tasks, batch_size, config.n_examples, rng)
+    return arm_batch(config.tasks, config.arm, batch_size, config.n_examples, rng,
+                     config.label_noise, config.dirichlet_alpha)
+
+
 def batch_for_step(config: TrainConfig, step: int) -> Batch:
-    return single_task_batch(config.tasks, config.batch_size, config.n_examples,
-                             np.random.default_rng([config.seed, step]))
+    return config_batch(config, config.batch_size, np.random.default_rng([config.seed, step]))
+
+
+def eval_batch(config: TrainConfig) -> Batch:
+    """The fixed evaluation prompts of a run (fresh prompts of its training distribution)."""
+    return config_batch(config, config.eval_prompts, np.random.default_rng([config.seed, 10 ** 9]))
 
 
 def evaluate(config: TrainConfig, params) -> dict:
-    """In-context accuracy on fresh single-task prompts (fixed seed): after the last
-    example and after each number of examples, argmax over content tokens (an answer of
-    several tokens is correct when every token is, each predicted from the true tokens before it)."""
-    batch = single_task_batch(config.tasks, config.eval_prompts, config.n_examples,
-                              np.random.default_rng([config.seed, 10 ** 9]))
+    """In-context accuracy on fresh prompts of the training distribution (fixed seed): after
+    the last example and after each number of examples, argmax over content tokens (an answer
+    of several tokens is correct when every token is, each predicted from the true tokens
+    before it). For one-token answers also ``bayes_loss``: the loss of the Bayes-optimal
+    predictor of the training distribution (``train.bayes``) on the same prompts, so
+    ``eval_loss - bayes_loss`` is the run's distance to the floor, free of sampling noise in
+    the prompts."""
+    batch = eval_batch(config)
     logits = np.asarray(GPT(config.model_config).apply({"params": params}, batch.tokens))
     content = logits[:, batch.answer_positions, : config.vocab_size]
     A = config.tasks.answer_length
@@ -161,8 +191,18 @@ def evaluate(config: TrainConfig, params) -> dict:
     loss = float(-np.take_along_axis(np.asarray(logp), batch.answers[..., None], axis=-1).mean())
     per_task = {config.tasks.tasks[k].name: float(correct[batch.task_ids == k, -1].mean())
                 for k in range(config.tasks.K) if (batch.task_ids == k).any()}
-    return {"eval_loss": loss, "accuracy_last": float(correct[:, -1].mean()),
-            "accuracy_by_examples_seen": correct.mean(0).round(4).tolist(), "accuracy_by_task": per_task}
+    metrics = {"eval_loss": loss, "accuracy_last": float(correct[:, -1].mean()),
+               "accuracy_by_examples_seen": correct.mean(0).round(4).tolist(), "accuracy_by_task": per_task}
+    if A == 1:
+        metrics["bayes_loss"] = _bayes_eval_loss(config)
+    return metrics
+
+
+@functools.lru_cache(maxsize=8)
+def _bayes_eval_loss(config: TrainConfig) -> float:
+    from .bayes import batch_bayes_losses
+
+    return float(batch_bayes_losses(config, eval_batch(config)).mean())
 
 
 CHECKPOINT_FILES = ("checkpoint.msgpack", "checkpoint.json")
