@@ -97,11 +97,11 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     start = time.perf_counter()
     with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported below, not warned about
         warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
-        if executor == "chunked":
-            from superpose.verify.chunked import run_chunked
+        if executor == "chunked":  # the one executor, attention in blocks of --block beyond that length
+            from superpose.model import run_tokens
 
             validate_prompt(model.tasks, prompt, model.max_examples)
-            readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
+            readout = run_tokens(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
             outputs = readout[prediction_positions(model.tasks, prompt.n_examples, len(prompt.query_prefix))]
         else:
             outputs = model.run([prompt], dtype=dtype)[0]
@@ -381,9 +381,9 @@ def _parser() -> _Parser:
     run.add_argument("--weights", help="run a model saved by `superpose build` instead of building one")
     add_build_options(run, "build for up to M examples (default: the prompt's)")
     run.add_argument("--executor", choices=["standard", "chunked"], default="standard",
-                     help="standard: superpose.model; chunked: block-wise attention (superpose.verify.chunked), "
-                          "memory linear in the prompt length")
-    run.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+                     help="kept for compatibility: both run the one executor (superpose.model), attention "
+                          "block by block beyond 256 tokens; chunked uses blocks of --block")
+    run.add_argument("--block", type=int, default=256, help="with --executor chunked: the attention block (default 256)")
     run.add_argument("--certify", action="store_true",
                      help="check in this run that every flag is bit-exact and report the bound certified for this prompt")
     add_memory_option(run)

@@ -199,10 +199,13 @@ def test_estimates_scale_as_the_executors_do():
     tasks = TaskSet(4, 2, [Task("a", 0, [0, 1, 2, 3]), Task("b", 1, [1, 2, 3, 0])])
     m = 4095
     T = tasks.prompt_length(m)
-    std = [estimate_memory(tasks, m, t, executor="standard").activations for t in (T // 4, T)]
+    dense = [estimate_memory(tasks, m, t, executor="dense").activations for t in (T // 4, T)]
     chunk = [estimate_memory(tasks, m, t, executor="chunked").activations for t in (T // 4, T)]
-    assert 12 < std[1] / std[0] <= 16          # T^2
+    assert 12 < dense[1] / dense[0] <= 16      # T^2
     assert 3 < chunk[1] / chunk[0] <= 4.5      # T
+    # the default executor runs short prompts densely and long ones block by block, as superpose.model does
+    assert estimate_memory(tasks, m, 200).activations == estimate_memory(tasks, m, 200, executor="dense").activations
+    assert estimate_memory(tasks, m, T).activations == estimate_memory(tasks, m, T, executor="chunked").activations
     f32, f64 = (estimate_memory(tasks, m, T, dtype=dt) for dt in ("float32", "float64"))
     assert f64.activations == 2 * f32.activations and f64.weights > f32.weights
     built = build(tasks, 64)
@@ -244,7 +247,7 @@ def test_absurd_jobs_are_refused_before_anything_is_built(tmp_path, capsys, noth
         (["export", huge_k, "-o", str(tmp_path / "k.safetensors"), *limit], r"K = 3000 tasks"),
         (["run", huge_d, empty, *limit], r"d = 20000 tokens"),
         (["run", tasks, _prompt_file(tmp_path, 100_000), "--memory-limit", "4G"],
-         r"running a 400004-token prompt \(100000 examples\).* use --executor chunked"),
+         r"running a 400004-token prompt \(100000 examples\).* over the memory limit 4 GiB"),
         (["build", tasks, "-o", str(tmp_path / "m.npz"), "--max-examples", str(10 ** 7), *limit],
          r"up to 10000000 examples \(40000004 tokens\).* use --max-examples \d+ or less"),
         (["build", tasks, "-o", str(tmp_path / "m.npz"), "--max-examples", str(10 ** 6), *limit],
@@ -277,14 +280,21 @@ def test_a_suggested_max_examples_fits(tmp_path, capsys):
                                  "--memory-limit", "64M"]), "over the memory limit")
 
 
-def test_the_chunked_executor_runs_what_the_standard_one_may_not(tmp_path, capsys):
+def test_a_long_prompt_runs_block_wise_within_a_small_memory_limit(tmp_path, capsys):
+    """1,204 tokens: dense attention would need 3 H T^2 values; the executor's blocks fit 40 MB."""
+    from superpose.resources import estimate_memory
+
     tasks, prompt = _tasks_file(tmp_path, 2, 4), _prompt_file(tmp_path, 300)
     args = ["run", tasks, prompt, "--json", "--dtype", "float64", "--memory-limit", "40M"]
-    one_line_error(capsys, main(args), "use --executor chunked")
-    assert main([*args, "--executor", "chunked", "--block", "64"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["executor"] == "chunked" and report["status"] == "within_bound"
-    assert len(report["predictions"]) == 301 and report["max_abs_error"] <= report["bound"]["total"] < 1e-9
+    task_set = TaskSet(4, 2, [Task(f"t{k}", k % 2, [(x + k) % 4 for x in range(4)]) for k in range(2)])
+    assert estimate_memory(task_set, 300, 1204, dtype="float64", executor="dense").total > 40 * 2 ** 20
+    reports = {}
+    for extra in ([], ["--executor", "chunked", "--block", "64"]):
+        assert main([*args, *extra]) == 0
+        reports[bool(extra)] = report = json.loads(capsys.readouterr().out)
+        assert report["status"] == "within_bound"
+        assert len(report["predictions"]) == 301 and report["max_abs_error"] <= report["bound"]["total"] < 1e-9
+    assert reports[True]["executor"] == "chunked"
     one_line_error(capsys, main([*args, "--executor", "chunked", "--block", "48"]), "--block: must be a power of two")
 
 

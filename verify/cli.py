@@ -223,9 +223,9 @@ def register(subparsers) -> None:
     sweep.add_argument("--attention-budget", type=int, default=2 ** 25, metavar="E",
                        help="attention-score elements per device per call (default 2^25)")
     sweep.add_argument("--executor", choices=["standard", "chunked"], default="standard",
-                       help="standard: the Flax model (superpose.model); chunked: attention in blocks "
-                            "(superpose.verify.chunked), memory linear in T, for long prompts")
-    sweep.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+                       help="kept for compatibility: both run the one executor (superpose.model), attention "
+                            "block by block beyond 256 tokens; chunked uses blocks of --block")
+    sweep.add_argument("--block", type=int, default=256, help="with --executor chunked: the attention block (default 256)")
     sweep.add_argument("--perturb", type=float, default=0.0, metavar="EPS",
                        help="add Gaussian noise of size EPS to every weight (to see the checks fail)")
     sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
