@@ -22,6 +22,7 @@ import numpy as np
 
 from superpose.executor import (  # noqa: F401  (re-exported: the executor's public names)
     ATTENTION_BLOCK,
+    attention_block,
     HIGHEST,
     PROGRAM_LOG,
     PROGRAMS,
@@ -67,11 +68,12 @@ def device_params(model, dtype: str, shape: ModelConfig | None = None) -> Any:
 
 
 def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
-               capture: bool = False, shape: ModelConfig | None = None, block: int = ATTENTION_BLOCK):
+               capture: bool = False, shape: ModelConfig | None = None, block: int | None = None):
     """Run already-tokenized prompts ``tokens[batch, T]``; returns the readout ``[batch, T, d]``
     (and the activation cache of ``Transformer`` when ``capture``; it has the padded
     widths when ``shape`` is given). Without ``capture``, prompts longer than ``block``
-    run attention block by block; with it, densely (the cache holds the ``T x T`` patterns)."""
+    (default ``attention_block(T)``: dense up to ``ATTENTION_BLOCK`` tokens) run attention
+    block by block; with it, densely (the cache holds the ``T x T`` patterns)."""
     dtype = _dtype(dtype)
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
@@ -81,9 +83,10 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
         raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {n_ctx}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.n_vocab):
         raise PromptError(f"tokens: ids must lie in 0..{model.config.n_vocab - 1}")
+    T = tokens.shape[1]
+    block = attention_block(T) if block is None else block
     if block < 1:
         raise ValueError(f"block must be >= 1, got {block}")
-    T = tokens.shape[1]
     dense = capture or T <= block   # one key (block = T) for every dense program of a length
     key = ProgramKey(shape or model.config, dtype, tokens.shape[0], T, capture, T if dense else block)
     with jax.enable_x64(dtype == "float64"):
@@ -139,7 +142,7 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
         by_length.setdefault(min(bucket(len(toks), minimum=MIN_LENGTH), n_ctx), []).append(i)
     for T, members in sorted(by_length.items()):
         # keep [batch, heads, T, min(T, block)] attention scores within the memory budget
-        per_chunk = max(1, max_batch_elements // ((shape or model.config).n_heads * T * min(T, ATTENTION_BLOCK)))
+        per_chunk = max(1, max_batch_elements // ((shape or model.config).n_heads * T * attention_block(T)))
         per_chunk = 1 << (per_chunk.bit_length() - 1)
         for start in range(0, len(members), per_chunk):
             chunk = members[start:start + per_chunk]

@@ -31,8 +31,10 @@ whatever the size asked for) rather than to pack memory tightly.
 >>> from superpose import Task, TaskSet
 >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[Task("a", 0, [0, 1, 2, 3])])
 >>> e = estimate_memory(tasks, 100_000, run_length=tasks.prompt_length(100_000))
->>> e.config.n_ctx, e.total > 2 ** 40   # 400,004 tokens: the T^2 attention scores alone exceed a TiB
+>>> e.config.n_ctx, e.total < 2 ** 32   # 400,004 tokens, attention block by block: under 4 GiB
 (400004, True)
+>>> estimate_memory(tasks, 100_000, tasks.prompt_length(100_000), executor="dense").total > 2 ** 40   # T^2 scores
+True
 >>> parse_size("512M"), parse_size("1.5GiB"), parse_size("1000")
 (536870912, 1610612736, 1000)
 """
@@ -45,7 +47,7 @@ import re
 from dataclasses import dataclass
 
 from superpose.construct.build import planned_config
-from superpose.executor import ATTENTION_BLOCK, ModelConfig, param_shapes
+from superpose.executor import ATTENTION_BLOCK, ModelConfig, attention_block, param_shapes
 from superpose.setting import SuperposeError, TaskSet
 
 ENV_VAR = "SUPERPOSE_MEMORY_LIMIT"
@@ -204,7 +206,8 @@ def estimate_for_config(config: ModelConfig, run_length: int | None = None, batc
         B, H, D, M = batch, config.n_heads, config.d_model, config.d_mlp
         per_position = 4 * D + 3 * H * config.d_head + M + config.d_out
         if executor == "standard":   # superpose.model: dense attention up to ATTENTION_BLOCK tokens, blocks beyond
-            executor, block = ("dense", block) if _bucket(run_length) <= ATTENTION_BLOCK else ("chunked", ATTENTION_BLOCK)
+            T = _bucket(run_length)
+            executor, block = ("dense", block) if T <= ATTENTION_BLOCK else ("chunked", attention_block(T))
         if executor == "chunked":
             b = max(1, min(block, run_length))
             T = -(-run_length // b) * b

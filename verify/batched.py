@@ -2,7 +2,7 @@
 
 A sweep runs models built for different task sets. ``padded_shape`` rounds every
 dimension of a model's ``ModelConfig`` up to a power of two
-(``superpose.executor.bucket_config``, the buckets ``superpose.model.run`` uses), and
+(``superpose.executor.bucket_config`` without ``superpose.model.run``'s least widths), and
 ``superpose.model.pad_params`` zero-pads the weights to it (extra dimensions, heads,
 units, tokens and positions carry zero weights, so every real output is computed from
 the same non-zero terms). Models of one padded shape are then stacked along a leading
@@ -31,19 +31,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from superpose.construct.build import ModelConfig
-from superpose.model import ATTENTION_BLOCK, Transformer, bucket_config
+from superpose.model import Transformer, attention_block, bucket_config
 
 AXIS = "models"
 # Names kept for the command line's --executor: both run superpose.model.Transformer (one executor);
-# "standard" uses its default block, "chunked" the runner's ``block``.
+# "standard" uses its default block (attention_block), "chunked" the runner's ``block``.
 EXECUTORS = ("standard", "chunked")
 DEFAULT_ATTENTION_BUDGET = 2 ** 25   # attention-score elements per device per call
 MAX_MODELS_PER_DEVICE = 8
 
 
 def padded_shape(config: ModelConfig) -> ModelConfig:
-    """``config`` with every width rounded up to a power of two (the layer count kept)."""
-    return bucket_config(config)
+    """``config`` with every width rounded up to a power of two (the layer count kept), with no least
+    width: a sweep stacks many models of one shape, so it keeps short prompts short."""
+    return bucket_config(config, minimums={})
 
 
 def device_mesh(devices: Sequence[Any] | None = None) -> Mesh:
@@ -79,7 +80,7 @@ class ShardedRunner:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         self.mesh = mesh if mesh is not None else device_mesh()
         self.executor = executor
-        self.block = int(block) if executor == "chunked" else ATTENTION_BLOCK
+        self.block = int(block) if executor == "chunked" else None
         self.attention_budget = int(attention_budget)
         self.max_models_per_device = int(max_models_per_device)
         self.compiled: dict[Signature, Any] = {}
@@ -91,7 +92,7 @@ class ShardedRunner:
 
     def _scores_per_prompt(self, shape: ModelConfig) -> int:
         """Attention-score elements alive at once for one prompt (all of them, or those of one block row)."""
-        return shape.n_heads * shape.n_ctx * min(self.block, shape.n_ctx)
+        return shape.n_heads * shape.n_ctx * min(self.block or attention_block(shape.n_ctx), shape.n_ctx)
 
     def prompts_per_item(self, shape: ModelConfig, n_prompts: int) -> int:
         """Prompts per model per call: all of them unless their attention scores exceed the budget."""
