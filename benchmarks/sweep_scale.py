@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
     args = parser.parse_args(argv)
     sample_path = args.output.removesuffix(".json") + "-sample.jsonl.gz"
+    os.makedirs(os.path.dirname(args.records) or ".", exist_ok=True)
     for path in (args.records, args.output, sample_path):
         check_output(path, args.force)
-    os.makedirs(os.path.dirname(args.records) or ".", exist_ok=True)
     configs = sw.preset("scale")
     runner = ShardedRunner()
     load_start = list(os.getloadavg())
