@@ -1,43 +1,40 @@
-"""``superpose bench``: speed, FLOP/s, compile time and memory of the forward pass on this machine.
+"""``superpose bench`` (``make bench``): speed, FLOP/s, compile time and memory of the forward pass.
 
-Every measurement is taken in one run, on one machine, and written to JSON:
+This program lives in the repository's ``benchmarks/``, not in the library:
+``superpose bench`` runs it from a source checkout, and so does
+``python benchmarks/bench.py [options]``. Every measurement is taken in one run, on one
+machine, and written to JSON:
 
-* **machine**: CPU model, cores, memory, JAX backend and devices;
+* **machine**: CPU model, cores, memory, JAX backend and devices, load average;
 * **dense matmul**: FLOP/s of a jitted ``n x n`` matrix product (the machine's ceiling
   for this dtype as XLA reaches it);
-* **throughput**: prompts per second of the jitted, batched JAX forward pass
-  (``superpose.model.forward``) against the NumPy reference executor
-  (``superpose.verify.numpy_forward``, one prompt at a time) on the same weights, and
-  their ratio, at several prompt lengths;
-* **scaling with T** (prompt length 256 up to the largest that fits, aiming at 16384)
-  and **with K** (tasks = heads, up to 32): seconds per forward pass, achieved FLOP/s
-  and its share of the dense-matmul ceiling, compile seconds, XLA's planned peak
-  memory (``compiled.memory_analysis()``: arguments + outputs + temporaries), the
-  process's measured resident-memory high-water mark during the call, the kernel's
-  share of the CPU time and the memory paged in afresh per call (minor page faults),
-  the max-abs error against the analytic prediction and the bound; then growth
-  exponents fitted by least squares on log-log axes;
-* **where the time goes**: at one length, the seconds of the attention core alone
-  (``q k^T``, mask, ``exp``, sums, ``(exp) v`` for all 7 layers) and of ``exp`` alone;
-* **compiled shapes** of the Hypothesis property suite (``tests/test_properties.py``,
-  run in-process; ``superpose.model.COMPILED_SIGNATURES`` counts one per compile).
+* **throughput**: prompts per second of the executor (``superpose.model``: batched,
+  dense attention up to 256 tokens, block by block beyond), of TransformerLens's
+  ``HookedTransformer`` (CPU torch, float64, the same weights and batch) and of the NumPy
+  reference (``superpose.verify.numpy_forward``, one prompt at a time), and the ratios,
+  at several prompt lengths;
+* **scaling with T** (256 up to 16384) and **with K** (tasks, up to 32): seconds per
+  forward pass, achieved FLOP/s and its share of the dense-matmul ceiling, compile
+  seconds, XLA's planned peak memory (``compiled.memory_analysis()``: arguments +
+  outputs + temporaries), the process's measured resident-memory high-water mark during
+  the call, the max-abs error against the analytic prediction and the bound; then growth
+  exponents fitted by least squares on log-log axes (T >= 1024);
+* **compiled programs** of the Hypothesis tests (``pytest -m hypothesis`` in a
+  subprocess; ``superpose.executor.PROGRAM_LOG`` counts them).
 
 A point is run only if XLA's planned peak memory is below ``memory_fraction`` of the
 memory available when the benchmark starts; larger points are reported as not fitting,
 with the memory they would need. FLOPs are those of the matrix products as executed:
-the attention scores are computed for all T x T pairs (the causal mask is applied
-afterwards), ``2 * T^2 * d_head`` per head for ``q k^T`` and again for the weighted sum.
+dense attention computes all ``T x T`` scores (the mask is applied afterwards); the
+block-wise path computes the visible blocks only, ``q k^T`` twice (max, then sums).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
 import platform
-import resource
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -45,11 +42,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from superpose.construct.build import ModelConfig, build
+from superpose.executor import attention_block
 from superpose.setting import SuperposeError, prediction_positions, tokenize
 from superpose.verify.sampling import mixture_shares, random_task_set, sample_prompt
 
 GiB = 2.0 ** 30
-BREAKDOWN_MAX_LENGTH = 4096  # the attention breakdown materialises [T, T] inputs of its own: keep it moderate
 
 
 class BenchError(SuperposeError):
@@ -70,10 +67,10 @@ class BenchOptions:
     tasks_length: int = 1024
     matmul_size: int = 2048
     memory_fraction: float = 0.5
-    block: int = 256
     repeats: int = 3
     numpy_max_prompts: int = 4
-    hypothesis_suite: str | None = "tests/test_properties.py"
+    lens: bool = True
+    hypothesis_suite: str | None = "tests"
 
     def validate(self) -> "BenchOptions":
         example_length = self.slots + 2
@@ -93,7 +90,7 @@ class BenchOptions:
 
 
 QUICK = BenchOptions(throughput_lengths=(64, 256), lengths=(64, 128, 256), tasks=(1, 2, 4), tasks_length=128,
-                     matmul_size=512, repeats=1, numpy_max_prompts=2, hypothesis_suite=None, block=64)
+                     matmul_size=512, repeats=1, numpy_max_prompts=2, hypothesis_suite=None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,10 +170,18 @@ def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 
 def forward_flops(config: ModelConfig, batch: int, length: int) -> int:
-    """FLOPs of the matrix products of one forward pass as executed (full T x T attention)."""
+    """FLOPs of the matrix products of one forward pass as the executor runs it: all T x T
+    scores on the dense path, the visible blocks (``q k^T`` twice) on the block-wise path."""
     T, D, H, dh, M = length, config.d_model, config.n_heads, config.d_head, config.d_mlp
+    block = attention_block(T)
+    if block >= T:
+        attention = 2 * 2 * H * T * T * dh                  # q k^T and (exp) v
+    else:
+        n = -(-T // block)
+        pairs = n * (n + 1) // 2 * block * block            # (query, key) pairs in the visible blocks
+        attention = 3 * 2 * H * pairs * dh                  # q k^T for the max, again for the sums, (exp) v
     per_layer = (3 * 2 * T * D * H * dh      # q, k, v projections
-                 + 2 * 2 * H * T * T * dh    # q k^T and (exp) v
+                 + attention
                  + 2 * T * H * dh * D        # output projection
                  + 2 * 2 * T * D * M)        # MLP in and out
     return batch * (config.n_layers * per_layer + 2 * T * D * config.d_out)
@@ -229,76 +234,46 @@ def _max_error(case: _Case, readout: np.ndarray) -> float:
     return worst
 
 
-def chunked_flops(config: ModelConfig, batch: int, length: int, block: int) -> int:
-    """FLOPs of the matrix products of ``superpose.verify.chunked``: visible blocks only, ``q k^T`` twice."""
-    T, D, H, dh, M = length, config.d_model, config.n_heads, config.d_head, config.d_mlp
-    n = -(-T // block)
-    pairs = n * (n + 1) // 2 * block * block   # (query, key) pairs in the visible blocks
-    per_layer = (3 * 2 * T * D * H * dh + 3 * 2 * H * pairs * dh + 2 * T * H * dh * D + 2 * 2 * T * D * M)
-    return batch * (config.n_layers * per_layer + 2 * T * D * config.d_out)
-
-
 def measure_forward(options: BenchOptions, n_tasks: int, length: int, batch: int, memory_limit: float,
-                    seed: int = 0, ceiling: float | None = None, executor: str = "standard") -> dict:
-    """Compile, check the memory plan against ``memory_limit``, then time and check one forward pass.
-
-    ``executor``: ``standard`` (``superpose.model.forward``, the Flax model) or ``chunked``
-    (``superpose.verify.chunked``, attention in blocks of ``options.block``).
-    """
+                    seed: int = 0, ceiling: float | None = None) -> dict:
+    """Compile, check the memory plan against ``memory_limit``, then time and check one forward pass
+    of the executor (``superpose.executor.compiled_forward``, as ``superpose.model.run_tokens`` runs it)."""
     import jax
     import jax.numpy as jnp
 
-    from superpose.model import device_params, forward
-    from superpose.verify import chunked
+    from superpose.model import ProgramKey, compiled_forward, device_params
 
     case = _case(options, n_tasks, length, batch, seed)
     config, dtype = case.model.config, options.dtype
-    point: dict[str, Any] = {"executor": executor, "T": length, "K": n_tasks, "batch": batch,
-                             "d_model": config.d_model, "d_head": config.d_head, "d_mlp": config.d_mlp,
-                             "n_params": case.model.n_params}
+    block = attention_block(length)
+    point: dict[str, Any] = {"T": length, "K": n_tasks, "batch": batch, "block": block if block < length else None,
+                             "d_model": config.d_model, "n_heads": config.n_heads, "d_head": config.d_head,
+                             "d_mlp": config.d_mlp, "n_params": case.model.n_params,
+                             "flops": forward_flops(config, batch, length)}
     with jax.enable_x64(dtype == "float64"):
         jax.clear_caches()  # time a real compile, not a cache hit
-        if executor == "standard":
-            params = device_params(case.model, dtype)
-            tokens = jnp.asarray(case.tokens)
-            start = time.perf_counter()
-            compiled = forward.lower(config, params, tokens).compile()
-            point["flops"] = forward_flops(config, batch, length)
-        else:
-            block = min(options.block, length)
-            padded = chunked.padded_length(length, block)
-            params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype),
-                                            chunked.context_params(case.model, padded))
-            tokens_np = np.full((batch, padded), case.model.tasks.bos, dtype=np.int32)
-            tokens_np[:, :length] = case.tokens
-            tokens = jnp.asarray(tokens_np)
-            start = time.perf_counter()
-            compiled = chunked.lowered(config, params, tokens, block).compile()
-            point.update(block=block, flops=chunked_flops(config, batch, padded, block))
+        key = ProgramKey(config, dtype, batch, length, False, block)
+        params = device_params(case.model, dtype)
+        tokens = jnp.asarray(case.tokens)
+        from superpose import executor
+        executor.PROGRAMS.pop(key, None)
+        start = time.perf_counter()
+        compiled = compiled_forward(key)
         point["compile_seconds"] = time.perf_counter() - start
         stats = compiled.memory_analysis()
         planned = (stats.argument_size_in_bytes + stats.output_size_in_bytes + stats.temp_size_in_bytes
                    - stats.alias_size_in_bytes)
         point["xla_peak_bytes"] = int(planned)
-        cost = compiled.cost_analysis()
-        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-        point["xla_flops"] = float(cost["flops"]) if cost and "flops" in cost else None
+        point["xla_temp_bytes"] = int(stats.temp_size_in_bytes)
         if planned > memory_limit:
             point.update(fits=False, note=f"needs {planned / GiB:.1f} GiB > limit {memory_limit / GiB:.1f} GiB")
             return point
         tracked = _reset_peak_rss()
         rss_before = _status("VmHWM")  # = the resident set right after the reset
-        readout = np.asarray(compiled(params, tokens))[:, :length]  # first run: its memory is tracked
+        readout = np.asarray(compiled(params, tokens))  # first run: its memory is tracked
         point["rss_peak_increase_bytes"] = int(_status("VmHWM") - rss_before) if tracked else None
-        usage = resource.getrusage(resource.RUSAGE_SELF)
         times = timed_calls(lambda: compiled(params, tokens), options.repeats)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        seconds = min(times)
-        user, system = after.ru_utime - usage.ru_utime, after.ru_stime - usage.ru_stime
-        # kernel time among all CPU time, and the pages the kernel had to map afresh per call
-        # (minor page faults: buffers allocated, first touched and released on every call)
-        point["system_cpu_share"] = system / (user + system) if user + system > 0 else None
-        point["fresh_bytes_per_call"] = (after.ru_minflt - usage.ru_minflt) * resource.getpagesize() / len(times)
+    seconds = min(times)
     bound = case.model.error_bound(dtype, prompt_length=length)
     point.update(fits=True, seconds=seconds, prompts_per_second=batch / seconds,
                  flops_per_second=point["flops"] / seconds,
@@ -308,6 +283,28 @@ def measure_forward(options: BenchOptions, n_tasks: int, length: int, batch: int
         point["share_of_matmul_ceiling"] = point["flops_per_second"] / ceiling
     point["within_bound"] = point["bound"] is not None and point["max_abs_error"] <= point["bound"]
     return point
+
+
+def measure_lens(options: BenchOptions, n_tasks: int, length: int, batch: int, seed: int = 0) -> dict:
+    """Prompts per second of TransformerLens's ``HookedTransformer`` (CPU torch, float64) on the same
+    weights and the same batch as ``measure_forward``; conversion excluded, one warm-up call."""
+    import torch
+
+    from superpose.verify.lens import hooked_readout, to_hooked_transformer
+
+    case = _case(options, n_tasks, length, batch, seed)
+    hooked = to_hooked_transformer(case.model)
+    hooked_readout(hooked, case.tokens[:1, : 2 * (options.slots + 2)])   # warm up torch
+    readout = None
+
+    def call():
+        nonlocal readout
+        readout = hooked_readout(hooked, case.tokens)
+
+    seconds = best_seconds(call, options.repeats, budget=30.0)
+    return {"T": length, "K": n_tasks, "batch": batch, "torch_threads": torch.get_num_threads(),
+            "seconds": seconds, "prompts_per_second": batch / seconds,
+            "max_abs_error": _max_error(case, readout[..., : case.model.tasks.vocab_size])}
 
 
 def measure_numpy(options: BenchOptions, n_tasks: int, length: int, seed: int = 0) -> dict:
@@ -329,67 +326,28 @@ def measure_numpy(options: BenchOptions, n_tasks: int, length: int, seed: int = 
             "prompts_per_second": 1.0 / seconds, "max_abs_error": _max_error(case, readout[None])}
 
 
-def attention_breakdown(options: BenchOptions, config: ModelConfig, batch: int, length: int, repeats: int) -> dict:
-    """Seconds of the attention core (scores, mask, exp, sums, weighted sum) and of exp alone, 7 layers."""
-    import jax
-    import jax.numpy as jnp
+def hypothesis_compiles(tests: str) -> dict:
+    """Run every Hypothesis test (``pytest -m hypothesis``) in a subprocess; count the programs they ran."""
+    import subprocess
+    import sys
+    import tempfile
 
-    H, dh, T = config.n_heads, config.d_head, length
-    with jax.enable_x64(options.dtype == "float64"):
-        rng = np.random.default_rng(1)
-        q, k, v = (jnp.asarray(rng.standard_normal((batch, H, T, dh)), dtype=options.dtype) for _ in range(3))
-        hi = jax.lax.Precision.HIGHEST
-
-        @jax.jit
-        def core(q, k, v):
-            out = v
-            causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-            for _ in range(config.n_layers):
-                s = jnp.where(causal, jnp.einsum("bhte,bhue->bhtu", q, k, precision=hi), -jnp.inf)
-                e = jnp.exp(s - s.max(axis=-1, keepdims=True))
-                out = jnp.einsum("bhtu,bhue->bhte", e, out, precision=hi) / e.sum(axis=-1, keepdims=True)
-            return out
-
-        scores = jnp.asarray(rng.standard_normal((batch, H, T, T)) * 0.1, dtype=options.dtype)
-
-        @jax.jit
-        def exp_only(s):
-            total = jnp.zeros((), s.dtype)
-            for i in range(config.n_layers):
-                total = total + jnp.exp(s + i).sum()
-            return total
-
-        core(q, k, v).block_until_ready()
-        exp_only(scores).block_until_ready()
-        return {"attention_core_seconds": best_seconds(lambda: core(q, k, v), repeats),
-                "exp_seconds": best_seconds(lambda: exp_only(scores), repeats)}
-
-
-def hypothesis_compiles(suite: str) -> dict:
-    """Run the Hypothesis property suite in-process and count the programs it compiled."""
-    import pytest
-
-    from superpose import model as executor
-
-    before = set(executor.COMPILED_SIGNATURES)
-    start = time.perf_counter()
-    output = io.StringIO()
-    with contextlib.redirect_stdout(output):  # keep pytest's report out of the benchmark's tables
-        code = pytest.main([suite, "-q", "-p", "no:cacheprovider", "-k", "not 4096"])
-    new = executor.COMPILED_SIGNATURES - before
-    summary = [line for line in output.getvalue().splitlines() if line.strip()]
-    return {"suite": suite, "exit_code": int(code), "seconds": time.perf_counter() - start,
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "programs.json")
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-m", "pytest", tests, "-q", "-m", "hypothesis", "-p",
+                               "no:cacheprovider"], env={**os.environ, "SUPERPOSE_PROGRAM_REPORT": report},
+                              capture_output=True, text=True)
+        seconds = time.perf_counter() - start
+        programs = json.load(open(report)) if os.path.exists(report) else None
+    summary = [line for line in done.stdout.splitlines() if line.strip()]
+    return {"suite": f"{tests} -m hypothesis", "exit_code": done.returncode, "seconds": seconds,
             "pytest_summary": summary[-1] if summary else "",
-            "compiled_signatures": len(new),
-            "signatures": sorted(f"T={sig[1][1]} batch={sig[1][0]} {sig[2]} d_model={sig[0].d_model}"
-                                 for sig in new)}
+            "compiled_programs": None if programs is None else len(programs), "programs": programs}
 
 
 # ---------------------------------------------------------------------------------------------
 # The whole benchmark.
-
-EXECUTORS = ("standard", "chunked")
-
 
 def _exponents(points: list[dict], x: str, threshold: int) -> dict:
     ran = [p for p in points if p["fits"]]
@@ -407,7 +365,7 @@ def _exponents(points: list[dict], x: str, threshold: int) -> dict:
 def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda s: None) -> dict:
     options = options.validate()
     memory_limit = options.memory_fraction * _meminfo("MemAvailable")
-    result: dict[str, Any] = {"format": "superpose-bench/1", "options": {**options.__dict__},
+    result: dict[str, Any] = {"format": "superpose-bench/2", "options": {**options.__dict__},
                               "machine": machine_info(), "memory_limit_bytes": memory_limit}
     log(f"dense matmul {options.matmul_size}^3 ...")
     result["matmul"] = {dt: dense_matmul_flops(options.matmul_size, dt, options.repeats)
@@ -419,85 +377,69 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda s: None
         K = options.throughput_tasks
         batch = max(1, min(16, 1 << int(math.log2(max(1.0, GiB / (K * T * T * 8))))))
         row: dict[str, Any] = {"T": T, "K": K, "batch": batch}
-        for executor in EXECUTORS:
-            log(f"throughput T={T}: JAX {executor}, batch {batch} ...")
-            row[executor] = measure_forward(options, K, T, batch, memory_limit, ceiling=ceiling, executor=executor)
+        log(f"throughput T={T}: JAX, batch {batch} ...")
+        row["jax"] = measure_forward(options, K, T, batch, memory_limit, ceiling=ceiling)
+        if options.lens:
+            log(f"throughput T={T}: TransformerLens, batch {batch} ...")
+            row["lens"] = measure_lens(options, K, T, batch)
         log(f"throughput T={T}: NumPy reference ...")
         row["numpy"] = measure_numpy(options, K, T)
-        for executor in EXECUTORS:
-            row[f"ratio_{executor}"] = (row[executor]["prompts_per_second"] / row["numpy"]["prompts_per_second"]
-                                        if row[executor]["fits"] else None)
+        fits = row["jax"]["fits"]
+        row["ratio_numpy"] = row["jax"]["prompts_per_second"] / row["numpy"]["prompts_per_second"] if fits else None
+        row["ratio_lens"] = (row["jax"]["prompts_per_second"] / row["lens"]["prompts_per_second"]
+                             if fits and options.lens else None)
         throughput.append(row)
     result["throughput"] = throughput
 
-    result["by_length"], result["length_exponents"] = {}, {}
-    for executor in EXECUTORS:
-        points = []
-        for T in options.lengths:
-            log(f"scaling with T: {executor}, T={T} ...")
-            points.append(measure_forward(options, options.length_tasks, T, 1, memory_limit, ceiling=ceiling,
-                                          executor=executor))
-            if not points[-1]["fits"]:
-                break
-        result["by_length"][executor] = points
-        result["length_exponents"][executor] = _exponents(points, "T", 1024)
+    points = []
+    for T in options.lengths:
+        log(f"scaling with T: T={T} ...")
+        points.append(measure_forward(options, options.length_tasks, T, 1, memory_limit, ceiling=ceiling))
+        if not points[-1]["fits"]:
+            break
+    result["by_length"], result["length_exponents"] = points, _exponents(points, "T", 1024)
 
-    fitted = [p for p in result["by_length"]["standard"] if p["fits"] and p["T"] <= BREAKDOWN_MAX_LENGTH]
-    if fitted:
-        last = fitted[-1]
-        log(f"attention breakdown at T={last['T']} ...")
-        tasks = random_task_set(np.random.default_rng(0), options.vocab_size, options.length_tasks, options.slots)
-        shape = build(tasks, max_examples=last["T"] // (options.slots + 2) - 1).config
-        breakdown = attention_breakdown(options, shape, 1, last["T"], options.repeats)
-        breakdown.update(T=last["T"], forward_seconds=last["seconds"],
-                         attention_core_share=breakdown["attention_core_seconds"] / last["seconds"],
-                         exp_share=breakdown["exp_seconds"] / last["seconds"])
-        result["breakdown"] = breakdown
-
-    result["by_tasks"], result["tasks_exponents"] = {}, {}
-    for executor in EXECUTORS:
-        points = []
-        for K in options.tasks:
-            log(f"scaling with K: {executor}, K={K} ...")
-            points.append(measure_forward(options, K, options.tasks_length, 1, memory_limit, ceiling=ceiling,
-                                          executor=executor))
-            if not points[-1]["fits"]:
-                break
-        result["by_tasks"][executor] = points
-        result["tasks_exponents"][executor] = {
-            **_exponents(points, "K", 4),
-            "n_params": fit_exponent([p["K"] for p in points], [p["n_params"] for p in points]),
-        }
+    points = []
+    for K in options.tasks:
+        log(f"scaling with K: K={K} ...")
+        points.append(measure_forward(options, K, options.tasks_length, 1, memory_limit, ceiling=ceiling))
+        if not points[-1]["fits"]:
+            break
+    result["by_tasks"] = points
+    result["tasks_exponents"] = {**_exponents(points, "K", 4),
+                                 "n_params": fit_exponent([p["K"] for p in points], [p["n_params"] for p in points])}
     if options.hypothesis_suite:
         if os.path.exists(options.hypothesis_suite):
-            log("Hypothesis suite ...")
+            log("Hypothesis tests (pytest -m hypothesis) ...")
             result["hypothesis"] = hypothesis_compiles(options.hypothesis_suite)
         else:
             result["hypothesis"] = {"suite": options.hypothesis_suite,
                                     "note": "not found (run from the repository root)"}
     result["load_average_end"] = list(os.getloadavg())
     result["targets"] = _targets(result)
-    checked = [p for group in ("by_length", "by_tasks") for pts in result[group].values() for p in pts if p["fits"]]
-    checked += [row[e] for row in throughput for e in EXECUTORS if row[e]["fits"]]
+    checked = [p for group in ("by_length", "by_tasks") for p in result[group] if p["fits"]]
+    checked += [row["jax"] for row in throughput if row["jax"]["fits"]]
     result["all_within_bound"] = all(p["within_bound"] for p in checked)
     largest = max(checked, key=lambda p: (p["T"] * p["K"], p["T"]), default=None)
-    result["largest_checked"] = largest and {k: largest[k] for k in ("executor", "T", "K", "batch", "d_model",
+    result["largest_checked"] = largest and {k: largest[k] for k in ("T", "K", "batch", "d_model",
                                                                      "n_params", "max_abs_error", "bound")}
     return result
 
 
 def _targets(result: dict) -> dict:
-    """The issue's targets, measured: JAX >= 10x NumPy at T >= 1024, time growing no faster than T^2."""
+    """The issue's targets, measured: >= 10x NumPy and TransformerLens at T >= 1024, time ~ T^2 (+-0.1),
+    XLA's memory plan ~ T (T >= 1024)."""
     long = [row for row in result["throughput"] if row["T"] >= 1024]
     out: dict[str, Any] = {}
-    for executor in EXECUTORS:
-        ratios = [row[f"ratio_{executor}"] for row in long if row[f"ratio_{executor}"] is not None]
-        exponent = result["length_exponents"][executor]["time_T_ge_1024"]
-        out[executor] = {"min_ratio_T_ge_1024": min(ratios) if ratios else None,
-                         "ratio_target_met": bool(ratios) and min(ratios) >= 10,
-                         "time_exponent_T_ge_1024": exponent,
-                         "largest_T_run": max((p["T"] for p in result["by_length"][executor] if p["fits"]),
-                                              default=None)}
+    for peer in ("numpy", "lens"):
+        ratios = [row[f"ratio_{peer}"] for row in long if row[f"ratio_{peer}"] is not None]
+        out[f"min_ratio_{peer}_T_ge_1024"] = min(ratios) if ratios else None
+        out[f"ratio_{peer}_target_met"] = bool(ratios) and min(ratios) >= 10
+    e = result["length_exponents"]
+    out["time_exponent_T_ge_1024"] = e["time_T_ge_1024"]
+    out["time_exponent_target_met"] = e["time_T_ge_1024"] is not None and abs(e["time_T_ge_1024"] - 2) <= 0.1
+    out["memory_exponent_T_ge_1024"] = e["xla_memory_T_ge_1024"]
+    out["largest_T_run"] = max((p["T"] for p in result["by_length"] if p["fits"]), default=None)
     return out
 
 
@@ -514,13 +456,13 @@ def _mib(x: float | None) -> str:
 
 def _scaling(title: str, points: list[dict]) -> list[str]:
     out = ["", title,
-           f"{'executor':<9} {'T':>6} {'K':>3} {'d_model':>7} {'seconds':>9} {'GFLOP/s':>8} {'% ceiling':>9} "
+           f"{'T':>6} {'K':>3} {'d_model':>7} {'block':>5} {'seconds':>9} {'GFLOP/s':>8} {'% ceiling':>9} "
            f"{'compile s':>9} {'XLA peak MiB':>12} {'RSS peak MiB':>12} {'max error':>9} {'bound':>9}"]
     for p in points:
         if not p["fits"]:
-            out.append(f"{p['executor']:<9} {p['T']:>6} {p['K']:>3} {p['d_model']:>7}  does not fit: {p['note']}")
+            out.append(f"{p['T']:>6} {p['K']:>3} {p['d_model']:>7}  does not fit: {p['note']}")
             continue
-        out.append(f"{p['executor']:<9} {p['T']:>6} {p['K']:>3} {p['d_model']:>7} {p['seconds']:>9.4f} "
+        out.append(f"{p['T']:>6} {p['K']:>3} {p['d_model']:>7} {p['block'] or 'dense':>5} {p['seconds']:>9.4f} "
                    f"{p['flops_per_second'] / 1e9:>8.2f} {100 * p.get('share_of_matmul_ceiling', math.nan):>8.1f}% "
                    f"{p['compile_seconds']:>9.2f} {_mib(p['xla_peak_bytes']):>12} "
                    f"{_mib(p.get('rss_peak_increase_bytes')):>12} {_g(p['max_abs_error'], '.1e'):>9} "
@@ -528,16 +470,21 @@ def _scaling(title: str, points: list[dict]) -> list[str]:
     return out
 
 
-def target_line(executor: str, t: dict) -> str:
-    """One executor's targets; a target with no point measured for it says "not measured" (not MISSED)."""
-    ratio = t["min_ratio_T_ge_1024"]
+def target_line(t: dict) -> str:
+    """The targets, measured; one with no point measured for it says "not measured" (not MISSED)."""
+    parts = []
+    for peer, name in (("numpy", "NumPy"), ("lens", "TransformerLens")):
+        ratio = t[f"min_ratio_{peer}_T_ge_1024"]
+        parts.append(f"JAX/{name} at T >= 1024: not measured" if ratio is None else
+                     f"JAX/{name} at T >= 1024 at least {_g(ratio)}x "
+                     f"(target 10x: {'met' if t[f'ratio_{peer}_target_met'] else 'MISSED'})")
     exponent = t["time_exponent_T_ge_1024"]
-    ratio_text = ("JAX/NumPy at T >= 1024: not measured (no point with T >= 1024)" if ratio is None else
-                  f"JAX/NumPy at T >= 1024 at least {_g(ratio)}x "
-                  f"(target 10x: {'met' if t['ratio_target_met'] else 'MISSED'})")
-    exponent_text = ("time exponent for T >= 1024: not measured (fewer than two points)" if exponent is None else
-                     f"time ~ T^{_g(exponent, '.2f')} for T >= 1024 (target <= 2)")
-    return (f"Targets, {executor}: {ratio_text}; {exponent_text}; longest prompt run "
+    parts.append("time exponent for T >= 1024: not measured (fewer than two points)" if exponent is None else
+                 f"time ~ T^{_g(exponent, '.2f')} for T >= 1024 (target 2.0 +- 0.1: "
+                 f"{'met' if t['time_exponent_target_met'] else 'MISSED'})")
+    memory = t["memory_exponent_T_ge_1024"]
+    parts.append(f"XLA peak memory ~ T^{_g(memory, '.2f')} (target 1)")
+    return (f"Targets: {'; '.join(parts)}; longest prompt run "
             f"{t['largest_T_run'] if t['largest_T_run'] is not None else 'none'} tokens")
 
 
@@ -549,61 +496,42 @@ def report(result: dict) -> str:
              f"{m['load_average'][0]:.1f} at the start, {result.get('load_average_end', [math.nan])[0]:.1f} "
              f"at the end (other processes share the cores)",
              f"dtype {o['dtype']}; tasks read random tables, d = {o['vocab_size']}, s = {o['slots']}, "
-             f"sharpness {o['sharpness']:g}; chunked block {o['block']}; memory limit "
-             f"{result['memory_limit_bytes'] / GiB:.1f} GiB", ""]
+             f"sharpness {o['sharpness']:g}; memory limit {result['memory_limit_bytes'] / GiB:.1f} GiB", ""]
     for dt, mm in result["matmul"].items():
         lines.append(f"Dense matmul {mm['n']}^3 {dt}: {mm['flops_per_second'] / 1e9:.1f} GFLOP/s")
-    lines += ["", "Throughput: batched JAX (standard = superpose.model, chunked = superpose.verify.chunked) "
-                  "vs the NumPy reference, same weights",
-              f"{'T':>6} {'K':>3} {'batch':>5} {'standard/s':>11} {'chunked/s':>10} {'NumPy/s':>9} "
-              f"{'std/NumPy':>9} {'chunk/NumPy':>11} {'max error':>9}"]
+    lines += ["", "Throughput, same weights and tokens: JAX = superpose.model (batched), TransformerLens = "
+                  "HookedTransformer (CPU torch, float64, batched), NumPy = the reference (one prompt at a time)",
+              f"{'T':>6} {'K':>3} {'batch':>5} {'JAX/s':>9} {'TL/s':>9} {'NumPy/s':>9} "
+              f"{'JAX/TL':>7} {'JAX/NumPy':>9} {'max error':>9}"]
     for t in result["throughput"]:
-        s, c, n = t["standard"], t["chunked"], t["numpy"]
-        worst = max([p["max_abs_error"] for p in (s, c) if p["fits"]] + [n["max_abs_error"]])
-        lines.append(f"{t['T']:>6} {t['K']:>3} {t['batch']:>5} {_g(s.get('prompts_per_second')):>11} "
-                     f"{_g(c.get('prompts_per_second')):>10} {_g(n['prompts_per_second']):>9} "
-                     f"{_g(t['ratio_standard']):>9} {_g(t['ratio_chunked']):>11} {_g(worst, '.1e'):>9}")
-    lines += _scaling(f"Scaling with prompt length (K = {o['length_tasks']}, batch 1)",
-                      [p for pts in result["by_length"].values() for p in pts])
-    for executor, e in result["length_exponents"].items():
-        lines.append(f"{executor}: time ~ T^{_g(e['time_all'], '.2f')} (all), T^{_g(e['time_T_ge_1024'], '.2f')} "
-                     f"(T >= 1024); XLA peak memory ~ T^{_g(e['xla_memory_T_ge_1024'], '.2f')}; measured RSS ~ "
-                     f"T^{_g(e['rss_T_ge_1024'], '.2f')} (T >= 1024)")
-    if "breakdown" in result:
-        b = result["breakdown"]
-        lines.append(f"where the standard forward's time goes at T = {b['T']}: attention core (q k^T, mask, exp, "
-                     f"sums, weighted sum) {100 * b['attention_core_share']:.0f}%, "
-                     f"exp alone {100 * b['exp_share']:.0f}%")
-    for executor, pts in result["by_length"].items():
-        ran = [p for p in pts if p["fits"] and p.get("system_cpu_share") is not None]
-        if ran:
-            lines.append(f"kernel share of the CPU time / memory freshly paged in per call, {executor}: "
-                         + ", ".join(
-                f"T={p['T']}: {100 * p['system_cpu_share']:.0f}% / {p['fresh_bytes_per_call'] / GiB:.2g} GiB"
-                for p in ran if p["T"] >= 1024))
-    lines += _scaling(f"Scaling with the number of tasks K (T = {o['tasks_length']}, batch 1)",
-                      [p for pts in result["by_tasks"].values() for p in pts])
-    for executor, e in result["tasks_exponents"].items():
-        lines.append(f"{executor}: time ~ K^{_g(e['time_all'], '.2f')} (all), "
-                     f"K^{_g(e['time_K_ge_4'], '.2f')} (K >= 4); "
-                     f"XLA peak memory ~ K^{_g(e['xla_memory_K_ge_4'], '.2f')} (K >= 4); parameters ~ "
-                     f"K^{_g(e['n_params'], '.2f')}")
+        j, n, lens = t["jax"], t["numpy"], t.get("lens")
+        worst = max([j["max_abs_error"]] * j["fits"] + [n["max_abs_error"]] + ([lens["max_abs_error"]] if lens else []))
+        lines.append(f"{t['T']:>6} {t['K']:>3} {t['batch']:>5} {_g(j.get('prompts_per_second')):>9} "
+                     f"{_g(lens and lens['prompts_per_second']):>9} {_g(n['prompts_per_second']):>9} "
+                     f"{_g(t['ratio_lens']):>7} {_g(t['ratio_numpy']):>9} {_g(worst, '.1e'):>9}")
+    lines += _scaling(f"Scaling with prompt length (K = {o['length_tasks']}, batch 1)", result["by_length"])
+    e = result["length_exponents"]
+    lines.append(f"time ~ T^{_g(e['time_all'], '.2f')} (all), T^{_g(e['time_T_ge_1024'], '.2f')} "
+                 f"(T >= 1024); XLA peak memory ~ T^{_g(e['xla_memory_T_ge_1024'], '.2f')}; measured RSS ~ "
+                 f"T^{_g(e['rss_T_ge_1024'], '.2f')} (T >= 1024)")
+    lines += _scaling(f"Scaling with the number of tasks K (T = {o['tasks_length']}, batch 1)", result["by_tasks"])
+    e = result["tasks_exponents"]
+    lines.append(f"time ~ K^{_g(e['time_all'], '.2f')} (all), K^{_g(e['time_K_ge_4'], '.2f')} (K >= 4); "
+                 f"XLA peak memory ~ K^{_g(e['xla_memory_K_ge_4'], '.2f')} (K >= 4); parameters ~ "
+                 f"K^{_g(e['n_params'], '.2f')}")
     h = result.get("hypothesis")
     if h:
         lines.append("")
-        if "compiled_signatures" in h:
-            lines.append(f"Hypothesis property suite ({h['suite']}: {h['pytest_summary']}): "
-                         f"{h['compiled_signatures']} compiled signatures: {', '.join(h['signatures'])}")
+        if h.get("compiled_programs") is not None:
+            lines.append(f"Hypothesis tests ({h['suite']}: {h['pytest_summary']}): "
+                         f"{h['compiled_programs']} compiled programs")
         else:
-            lines.append(f"Hypothesis property suite: {h['note']}")
-    lines.append("")
-    for executor, t in result["targets"].items():
-        lines.append(target_line(executor, t))
+            lines.append(f"Hypothesis tests: {h.get('note') or 'no report (exit code ' + str(h['exit_code']) + ')'}")
+    lines += ["", target_line(result["targets"])]
     big = result.get("largest_checked")
     if big:
-        lines.append(f"\nLargest checked: {big['executor']} executor, T = {big['T']}, K = {big['K']}, d_model "
-                     f"{big['d_model']}, {big['n_params']:,} parameters: "
-                     f"max error {big['max_abs_error']:.1e} <= bound "
+        lines.append(f"\nLargest checked: T = {big['T']}, K = {big['K']}, d_model {big['d_model']}, "
+                     f"{big['n_params']:,} parameters: max error {big['max_abs_error']:.1e} <= bound "
                      f"{_g(big['bound'], '.1e')}")
     lines.append(f"Every measured point within its bound: {result['all_within_bound']}")
     return "\n".join(lines)
@@ -615,3 +543,45 @@ def write_json(result: dict, path: str, force: bool = True) -> None:
 
     with atomic_write(path, force=force) as tmp, open(tmp, "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, default=float)
+
+
+def _ints(text: str, flag: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError:
+        raise BenchError(f"{flag}: expected comma-separated integers, got {text!r}") from None
+
+
+def run_cli(args) -> int:
+    """``superpose bench``: the parsed options (``superpose.verify.cli``) to a run, a report and a JSON file."""
+    import sys
+    from dataclasses import replace
+
+    options = QUICK if args.quick else BenchOptions()
+    changes = {"dtype": args.dtype, "memory_fraction": args.memory_fraction}
+    if args.lengths:
+        changes["lengths"] = _ints(args.lengths, "--lengths")
+    if args.tasks:
+        changes["tasks"] = _ints(args.tasks, "--tasks")
+    if args.throughput_lengths:
+        changes["throughput_lengths"] = _ints(args.throughput_lengths, "--throughput-lengths")
+    if args.no_hypothesis:
+        changes["hypothesis_suite"] = None
+    if args.no_lens:
+        changes["lens"] = False
+    options = replace(options, **{k: v for k, v in changes.items() if v is not None})
+    log = (lambda s: print(f"  {s}", file=sys.stderr, flush=True)) if not args.quiet else (lambda s: None)
+    result = run_bench(options, log=log)
+    print(report(result))
+    if args.output:
+        write_json(result, args.output, force=args.force)
+        print(f"\nwrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    from superpose.cli import main
+
+    sys.exit(main(["bench", *sys.argv[1:]]))

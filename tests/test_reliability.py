@@ -386,13 +386,13 @@ def test_atomic_write_removes_its_temporary_on_failure(tmp_path):
 
 
 def test_every_writing_command_refuses_an_existing_output_at_once(tmp_path, capsys, monkeypatch):
-    import superpose.verify.bench
+    import superpose.verify.cli
     import superpose.verify.sweep
 
     def never(*args, **kwargs):
         raise AssertionError("the command started its work before refusing the output")
     monkeypatch.setattr(superpose.verify.sweep, "run_sweep", never)
-    monkeypatch.setattr(superpose.verify.bench, "run_bench", never)
+    monkeypatch.setattr(superpose.verify.cli, "load_bench_program", never)
     monkeypatch.setattr(superpose.verify.sweep, "read_records", never)
     existing = tmp_path / "existing"
     existing.write_text("precious")
@@ -575,14 +575,20 @@ def test_a_violated_bound_exits_1(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_says_not_measured_without_long_prompts():
-    from superpose.verify.bench import target_line
+    from superpose.verify.cli import load_bench_program
 
-    line = target_line("standard", {"min_ratio_T_ge_1024": None, "ratio_target_met": False,
-                                    "time_exponent_T_ge_1024": None, "largest_T_run": 256})
+    target_line = load_bench_program().target_line
+    line = target_line({"min_ratio_numpy_T_ge_1024": None, "ratio_numpy_target_met": False,
+                        "min_ratio_lens_T_ge_1024": None, "ratio_lens_target_met": False,
+                        "time_exponent_T_ge_1024": None, "time_exponent_target_met": False,
+                        "memory_exponent_T_ge_1024": None, "largest_T_run": 256})
     assert "not measured" in line and "MISSED" not in line and "-x" not in line
-    line = target_line("chunked", {"min_ratio_T_ge_1024": 8.0, "ratio_target_met": False,
-                                   "time_exponent_T_ge_1024": 1.92, "largest_T_run": 4096})
-    assert "at least 8x (target 10x: MISSED)" in line and "T^1.92" in line
+    line = target_line({"min_ratio_numpy_T_ge_1024": 8.0, "ratio_numpy_target_met": False,
+                        "min_ratio_lens_T_ge_1024": 12.0, "ratio_lens_target_met": True,
+                        "time_exponent_T_ge_1024": 1.92, "time_exponent_target_met": True,
+                        "memory_exponent_T_ge_1024": 1.01, "largest_T_run": 4096})
+    assert "JAX/NumPy at T >= 1024 at least 8x (target 10x: MISSED)" in line and "T^1.92" in line
+    assert "JAX/TransformerLens at T >= 1024 at least 12x (target 10x: met)" in line
 
 
 def test_running_saved_weights_is_checked_against_the_limit_before_loading(tmp_path, capsys, monkeypatch):
