@@ -75,7 +75,7 @@ bench: $(STAMP)
 user-fuzz: $(STAMP)
 	$(BIN)/python benchmarks/user_fuzz.py | tee benchmarks/user-fuzz.json
 
-# Fuzzing at scale (issue 11): the scale sweep preset, 102,416 random prompts; records in build/,
+# Fuzzing at scale (issue 11): the scale sweep preset, 100,368 random prompts; records in build/,
 # summary and a 100-record sample in benchmarks/
 sweep-scale: $(STAMP)
 	$(BIN)/python benchmarks/sweep_scale.py --records build/sweep-scale.jsonl -o benchmarks/sweep-scale.json --force

@@ -1,4 +1,4 @@
-"""Fuzzing at scale: the ``scale`` sweep preset (102,416 random prompts), summarised.
+"""Fuzzing at scale: the ``scale`` sweep preset (100,368 random prompts), summarised.
 
     python benchmarks/sweep_scale.py [--records build/sweep-scale.jsonl] [-o benchmarks/sweep-scale.json] [--force]
 

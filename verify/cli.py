@@ -210,7 +210,7 @@ def register(subparsers) -> None:
     sweep = subparsers.add_parser("sweep", help="run the construction over many configurations; JSON Lines out")
     sweep.add_argument("-o", "--output", required=True, metavar="SWEEP.jsonl")
     add_force_option(sweep)
-    sweep.add_argument("--preset", help="a named sweep: smoke, figures (the README figures), scale (100,000 prompts)")
+    sweep.add_argument("--preset", help="a named sweep: smoke, figures (the README figures), scale (100,368 prompts)")
     for flag, (name, kind, meaning) in SWEEP_FLAGS.items():
         default = ",".join(str(v) for v in AXES[name][1])
         sweep.add_argument(flag, dest=name, metavar="LIST", help=f"{meaning}, comma-separated (default {default})")
