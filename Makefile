@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples notebooks explain explain-figure prove emergence emergence-s8 generation figures bench clean
+.PHONY: install demo test examples notebooks explain explain-figure prove emergence emergence-s8 generation figures bench user-fuzz sweep-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -82,8 +82,18 @@ figures: $(STAMP)
 	$(BIN)/superpose sweep --preset figures -o docs/figures/sweep.jsonl --no-progress --force
 	$(BIN)/superpose plot docs/figures/sweep.jsonl -o docs/figures --format png --force
 
+# The benchmark program is benchmarks/bench.py (superpose bench runs it from this checkout)
 bench: $(STAMP)
 	$(BIN)/superpose bench -o benchmarks/bench-cpu.json --force | tee benchmarks/bench-cpu.txt
+
+# A user's 1,000-example fuzz test written from the README's recipe, timed (issue 11)
+user-fuzz: $(STAMP)
+	$(BIN)/python benchmarks/user_fuzz.py | tee benchmarks/user-fuzz.json
+
+# Fuzzing at scale (issue 11): the scale sweep preset, 100,368 random prompts; records in build/,
+# summary and a 100-record sample in benchmarks/
+sweep-scale: $(STAMP)
+	$(BIN)/python benchmarks/sweep_scale.py --records build/sweep-scale.jsonl -o benchmarks/sweep-scale.json --force
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis *.egg-info

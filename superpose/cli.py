@@ -39,7 +39,7 @@ from superpose.commands import (add_force_option, add_memory_option, build_check
                                 load_tasks, model_for_prompt)
 from superpose.construct.build import DEFAULT_MAX_EXAMPLES, DEFAULT_SHARPNESS, LAYER_SPECS, SuperposeModel, build
 from superpose.demo import digit_tasks, mixed_prompt
-from superpose.setting import Prompt, PromptError, SuperposeError, tokenize
+from superpose.setting import Prompt, PromptError, SuperposeError, tokenize, validate_prompt
 from superpose.verify.compare import run_report
 
 
@@ -65,12 +65,13 @@ def _report(model: SuperposeModel, prompt: Prompt, dtype: str, executor: str = "
     """The ``--json`` object (``superpose.verify.compare.run_report``), run by ``executor``."""
     if executor != "chunked":
         return run_report(model, prompt, dtype, timing=timing, certify=certify)
-    from superpose.verify.chunked import run_chunked
+    from superpose.model import run_tokens  # the one executor, attention in blocks of --block
 
+    validate_prompt(model.tasks, prompt, model.max_examples)
     start = time.perf_counter()
     with warnings.catch_warnings():  # a sharpness beyond the dtype's range: reported, not warned about
         warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
-        readout = run_chunked(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
+        readout = run_tokens(model, tokenize(model.tasks, prompt)[None, :], dtype, block=block)[0]
     seconds = time.perf_counter() - start
     report = run_report(model, prompt, dtype, readout=readout, executor=executor, certify=certify)
     if timing:
@@ -230,9 +231,9 @@ def _parser() -> _Parser:
     run.add_argument("--weights", help="run a model saved by `superpose build` instead of building one")
     add_build_options(run, "build for up to M examples (default: the prompt's)")
     run.add_argument("--executor", choices=["standard", "chunked"], default="standard",
-                     help="standard: superpose.model; chunked: block-wise attention (superpose.verify.chunked), "
-                          "memory linear in the prompt length")
-    run.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+                     help="kept for compatibility: both run the one executor (superpose.model), attention "
+                          "block by block beyond 256 tokens; chunked uses blocks of --block")
+    run.add_argument("--block", type=int, default=256, help="with --executor chunked: the attention block (default 256)")
     run.add_argument("--certify", action="store_true",
                      help="check in this run that every flag is bit-exact and report the bound certified for this prompt")
     add_memory_option(run)

@@ -4,7 +4,15 @@
 ids. Each of its layers is ``h += attention(h); h += mlp(h)`` with causal softmax
 multi-head attention (scores ``q . k``, no extra scale: any ``1/sqrt(d_head)`` is folded
 into ``W_Q``), a ReLU MLP, no layer norm, and a linear readout ``h W_U + b_U``.
-Attention computes ``softmax(s) v`` as ``(exp(s - max s) v) / sum exp(s - max s)``.
+Attention computes ``softmax(s) v`` as ``(exp(s - max s) v) / sum exp(s - max s)``:
+densely (all ``T x T`` scores at once) for prompts of at most ``ATTENTION_BLOCK`` tokens
+or when activations are captured, and block by block for longer prompts, so that time
+grows as ``T^2`` and memory as ``T`` (``blockwise_attention``: the same ``exp`` arguments,
+only the order of the sums differs).
+
+``compiled_forward`` keeps one compiled program per (shape, dtype, batch, length,
+capture); ``bucket_config`` rounds every width up so that models of different task sets
+share programs; ``PROGRAM_LOG`` counts how often each program ran.
 
 This module imports nothing from the project: ``superpose.construct`` builds weights
 for a ``ModelConfig`` and ``superpose.model`` runs prompts through ``forward``.
@@ -68,11 +76,87 @@ class Embed(nn.Module):
         return W_E[tokens] + W_pos[: tokens.shape[-1]]
 
 
+ATTENTION_BLOCK = 256  # prompts longer than this run attention block by block
+
+
+def attention_block(length: int) -> int:
+    """The block size the executor picks for a prompt of ``length`` tokens (``length``: dense).
+
+    Measured on the 2-core reference machine (float64, K = 4): blocks of 128 ran 2x faster
+    than blocks of 256 at T = 1024, and 20% slower at T = 4096 (the loop's overhead).
+    """
+    if length <= ATTENTION_BLOCK:
+        return length
+    return 128 if length <= 2048 else 256
+
+
+def causal_attention(q: jax.Array, k: jax.Array, v: jax.Array):
+    """Dense causal attention of ``q, k, v [batch, head, T, d_head]``: ``(z, pattern)``."""
+    T = q.shape[2]
+    scores = jnp.einsum("bhte,bhue->bhtu", q, k, precision=HIGHEST)
+    scores = jnp.where(jnp.tril(jnp.ones((T, T), dtype=bool)), scores, -jnp.inf)
+    # softmax(scores) @ v, normalised after the weighted sum (as flash attention does):
+    # the same function, but sums of equal weights stay exact integers.
+    unnormalised = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
+    normaliser = unnormalised.sum(axis=-1, keepdims=True)
+    z = jnp.einsum("bhtu,bhue->bhte", unnormalised, v, precision=HIGHEST) / normaliser
+    return z, unnormalised / normaliser
+
+
+def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, block: int) -> jax.Array:
+    """``causal_attention``'s ``z`` computed over query and key blocks of ``block`` positions.
+
+    For query block i only key blocks j <= i are visited (later ones are entirely masked):
+
+        pass 1:  m_t   = max over the visible keys u of  q_t . k_u
+        pass 2:  num_t = sum_u exp(q_t . k_u - m_t) v_u,   den_t = sum_u exp(q_t . k_u - m_t)
+        z_t = num_t / den_t
+
+    Both passes recompute the block scores, so every ``exp`` argument is the one the dense
+    path computes (``score - row max``, no running rescaling); only the order of the sums
+    differs, which the floating-point model of ``superpose.construct.bound`` allows (F2).
+    ``T`` is padded at the end to a multiple of ``block``; causal masking keeps the padding
+    from every real query. Memory is ``O(batch * heads * block^2)`` beyond the activations.
+    """
+    B, H, T, dh = q.shape
+    n_blocks = -(-T // block)
+    pad = [(0, 0), (0, 0), (0, n_blocks * block - T), (0, 0)]
+    # [n_blocks, B, H, block, dh]
+    split = lambda x: jnp.pad(x, pad).reshape(B, H, n_blocks, block, dh).transpose(2, 0, 1, 3, 4)  # noqa: E731
+    qs, ks, vs = split(q), split(k), split(v)
+    offsets = jnp.arange(block)
+
+    def scores(i, j, q_i):
+        s = jnp.einsum("bhte,bhue->bhtu", q_i, ks[j], precision=HIGHEST)
+        visible = (j * block + offsets)[None, :] <= (i * block + offsets)[:, None]
+        return jnp.where(visible, s, -jnp.inf)
+
+    def query_block(i):
+        q_i = qs[i]
+        row_max = jax.lax.fori_loop(0, i + 1, lambda j, m: jnp.maximum(m, scores(i, j, q_i).max(axis=-1)),
+                                    jnp.full((B, H, block), -jnp.inf, dtype=q.dtype))
+
+        def accumulate(j, carry):
+            num, den = carry
+            e = jnp.exp(scores(i, j, q_i) - row_max[..., None])
+            return num + jnp.einsum("bhtu,bhue->bhte", e, vs[j], precision=HIGHEST), den + e.sum(axis=-1)
+
+        zero = jnp.zeros((B, H, block, dh), dtype=q.dtype)
+        num, den = jax.lax.fori_loop(0, i + 1, accumulate, (zero, jnp.zeros((B, H, block), dtype=q.dtype)))
+        return num / den[..., None]
+
+    z = jax.lax.map(query_block, jnp.arange(n_blocks))             # [n_blocks, B, H, block, dh]
+    return z.transpose(1, 2, 0, 3, 4).reshape(B, H, n_blocks * block, dh)[:, :, :T]
+
+
 class Attention(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, h):
+    def __call__(self, h, capture: bool = False, block: int | None = None):
+        """``(output, pattern)``; the pattern is ``None`` on the block-wise path (``T > block``,
+        default ``attention_block(T)``, and not ``capture``), which never holds all ``T x T``
+        weights at once."""
         c = self.config
         shape_in, shape_b = (c.n_heads, c.d_model, c.d_head), (c.n_heads, c.d_head)
         W_Q, W_K, W_V = (self.param(n, nn.initializers.zeros, shape_in) for n in ("W_Q", "W_K", "W_V"))
@@ -82,16 +166,11 @@ class Attention(nn.Module):
         q = jnp.einsum("btd,hde->bhte", h, W_Q, precision=HIGHEST) + b_Q[None, :, None, :]
         k = jnp.einsum("btd,hde->bhte", h, W_K, precision=HIGHEST) + b_K[None, :, None, :]
         v = jnp.einsum("btd,hde->bhte", h, W_V, precision=HIGHEST) + b_V[None, :, None, :]
-        scores = jnp.einsum("bhte,bhue->bhtu", q, k, precision=HIGHEST)
-        T = h.shape[1]
-        causal = jnp.tril(jnp.ones((T, T), dtype=bool))
-        scores = jnp.where(causal, scores, -jnp.inf)
-        # softmax(scores) @ v, normalised after the weighted sum (as flash attention does):
-        # the same function, but sums of equal weights stay exact integers.
-        unnormalised = jnp.exp(scores - jax.lax.stop_gradient(scores.max(axis=-1, keepdims=True)))
-        normaliser = unnormalised.sum(axis=-1, keepdims=True)
-        z = jnp.einsum("bhtu,bhue->bhte", unnormalised, v, precision=HIGHEST) / normaliser
-        pattern = unnormalised / normaliser
+        block = block or attention_block(h.shape[1])
+        if capture or h.shape[1] <= block:
+            z, pattern = causal_attention(q, k, v)
+        else:
+            z, pattern = blockwise_attention(q, k, v, block), None
         return jnp.einsum("bhte,hed->btd", z, W_O, precision=HIGHEST) + b_O, pattern
 
 
@@ -113,8 +192,8 @@ class Block(nn.Module):
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, h):
-        attn_out, pattern = Attention(self.config, name="attn")(h)
+    def __call__(self, h, capture: bool = False, block: int | None = None):
+        attn_out, pattern = Attention(self.config, name="attn")(h, capture, block)
         h_mid = h + attn_out
         mlp_out, hidden = MLP(self.config, name="mlp")(h_mid)
         return h_mid + mlp_out, {"resid_mid": h_mid, "pattern": pattern, "mlp_hidden": hidden}
@@ -123,21 +202,24 @@ class Block(nn.Module):
 class Transformer(nn.Module):
     """Decoder-only transformer; ``__call__(tokens[batch, T])`` returns ``(readout, cache)``.
 
-    ``cache`` holds, per layer, the residual stream after attention (``resid_mid``) and
-    after the MLP (``resid_post``), the attention pattern ``[batch, head, query, key]``
-    and the MLP's hidden activations; ``cache["resid_pre"]`` is the embedding.
+    With ``capture`` (dense attention at every length), ``cache`` holds, per layer, the
+    residual stream after attention (``resid_mid``) and after the MLP (``resid_post``),
+    the attention pattern ``[batch, head, query, key]`` and the MLP's hidden activations;
+    ``cache["resid_pre"]`` is the embedding. Without it the cache is empty and prompts
+    longer than ``block`` (default ``attention_block(T)``) run attention block by block.
     """
 
     config: ModelConfig
 
     @nn.compact
-    def __call__(self, tokens):
+    def __call__(self, tokens, capture: bool = False, block: int | None = None):
         c = self.config
         h = Embed(c, name="embed")(tokens)
-        cache: dict[str, Any] = {"resid_pre": h}
+        cache: dict[str, Any] = {"resid_pre": h} if capture else {}
         for i in range(1, c.n_layers + 1):
-            h, layer_cache = Block(c, name=f"layer_{i}")(h)
-            cache[f"layer_{i}"] = {**layer_cache, "resid_post": h}
+            h, layer_cache = Block(c, name=f"layer_{i}")(h, capture, block)
+            if capture:
+                cache[f"layer_{i}"] = {**layer_cache, "resid_post": h}
         readout = Unembed(c, name="unembed")(h)
         return readout, cache
 
@@ -153,14 +235,42 @@ class Unembed(nn.Module):
         return jnp.einsum("btd,dv->btv", h, W_U, precision=HIGHEST) + b_U
 
 
-COMPILED_SIGNATURES: set[tuple] = set()  # (config, tokens shape, dtype, capture) run so far: one compile each
-
-
-@partial(jax.jit, static_argnames=("config", "capture"))
-def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False):
+@partial(jax.jit, static_argnames=("config", "capture", "block"))
+def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False,
+            block: int | None = None):
     """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``)."""
-    readout, cache = Transformer(config).apply({"params": params}, tokens)
+    readout, cache = Transformer(config).apply({"params": params}, tokens, capture, block)
     return (readout, cache) if capture else readout
+
+
+@dataclass(frozen=True)
+class ProgramKey:
+    """What one compiled forward program is specialised to."""
+
+    config: ModelConfig
+    dtype: str
+    batch: int
+    length: int
+    capture: bool
+    block: int
+
+
+PROGRAMS: dict[ProgramKey, Any] = {}   # the compiled programs, one per key
+PROGRAM_LOG: dict[ProgramKey, int] = {}  # how many times each program has run
+
+
+def compiled_forward(key: ProgramKey):
+    """``forward`` compiled ahead of time for ``key`` (cached): call it as ``program(params, tokens)``.
+
+    Must be called, like the program, with 64-bit mode on for float64 (``jax.enable_x64``).
+    """
+    if key not in PROGRAMS:
+        params = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s, key.dtype), param_shapes(key.config),
+                                        is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(n, int) for n in x))
+        tokens = jax.ShapeDtypeStruct((key.batch, key.length), jnp.int32)
+        PROGRAMS[key] = forward.lower(key.config, params, tokens, capture=key.capture, block=key.block).compile()
+    PROGRAM_LOG[key] = PROGRAM_LOG.get(key, 0) + 1
+    return PROGRAMS[key]
 
 
 def covering_config(*configs: ModelConfig) -> ModelConfig:
@@ -192,3 +302,17 @@ def bucket(n: int, minimum: int = 16) -> int:
     return 1 << (max(n, minimum, 1) - 1).bit_length()
 
 
+# The least width of each bucket: small task sets all fall in one bucket (one compiled
+# program per prompt length and dtype); larger ones round up to the next power of two.
+BUCKET_MINIMUMS = {"n_heads": 8, "d_model": 128, "d_head": 16, "d_mlp": 256, "n_vocab": 16, "n_ctx": 128,
+                   "d_out": 16}
+
+
+def bucket_config(config: ModelConfig, minimums: dict[str, int] = BUCKET_MINIMUMS) -> ModelConfig:
+    """``config`` with every width rounded up to a power of two, at least ``minimums`` (layers kept).
+
+    ``pad_params`` zero-pads a model's weights to it; the outputs are unchanged.
+    """
+    return ModelConfig(n_layers=config.n_layers, **{
+        f: bucket(getattr(config, f), minimum=minimums.get(f, 1))
+        for f in ModelConfig.__dataclass_fields__ if f != "n_layers"})

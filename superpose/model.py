@@ -2,7 +2,10 @@
 
 ``run`` pads prompts into a few shape buckets (powers of two) so that JAX compiles
 once per bucket rather than once per prompt; padding goes at the end, where causal
-attention keeps it from influencing any real position. A ``model`` here is anything
+attention keeps it from influencing any real position. It also zero-pads the weights
+to ``bucket_config(model.config)``, so models of different task sets share compiled
+programs (a fuzz test of many small task sets compiles a handful). Long prompts run
+attention block by block (``superpose.executor.blockwise_attention``). A ``model`` here is anything
 with ``tasks``, ``max_examples``, ``config``, ``params`` and a ``cache`` dict (a
 ``superpose.construct.SuperposeModel``); this module imports only the setting and the
 executor (``superpose.executor``, whose names it re-exports).
@@ -18,14 +21,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from superpose.executor import (  # noqa: F401  (re-exported: the executor's public names)
-    COMPILED_SIGNATURES,
+    ATTENTION_BLOCK,
+    attention_block,
     HIGHEST,
+    PROGRAM_LOG,
+    PROGRAMS,
     Block,
     Embed,
     ModelConfig,
+    ProgramKey,
     Transformer,
     Unembed,
     bucket,
+    blockwise_attention,
+    bucket_config,
+    causal_attention,
+    compiled_forward,
     covering_config,
     forward,
     pad_params,
@@ -57,10 +68,12 @@ def device_params(model, dtype: str, shape: ModelConfig | None = None) -> Any:
 
 
 def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
-               capture: bool = False, shape: ModelConfig | None = None):
+               capture: bool = False, shape: ModelConfig | None = None, block: int | None = None):
     """Run already-tokenized prompts ``tokens[batch, T]``; returns the readout ``[batch, T, d]``
     (and the activation cache of ``Transformer`` when ``capture``; it has the padded
-    widths when ``shape`` is given)."""
+    widths when ``shape`` is given). Without ``capture``, prompts longer than ``block``
+    (default ``attention_block(T)``: dense up to ``ATTENTION_BLOCK`` tokens) run attention
+    block by block; with it, densely (the cache holds the ``T x T`` patterns)."""
     dtype = _dtype(dtype)
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
@@ -70,10 +83,14 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
         raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {n_ctx}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.n_vocab):
         raise PromptError(f"tokens: ids must lie in 0..{model.config.n_vocab - 1}")
-    COMPILED_SIGNATURES.add((shape or model.config, tokens.shape, dtype, capture))
+    T = tokens.shape[1]
+    block = attention_block(T) if block is None else block
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    dense = capture or T <= block   # one key (block = T) for every dense program of a length
+    key = ProgramKey(shape or model.config, dtype, tokens.shape[0], T, capture, T if dense else block)
     with jax.enable_x64(dtype == "float64"):
-        out = forward(shape or model.config, device_params(model, dtype, shape),
-                      jnp.asarray(tokens, dtype=jnp.int32), capture=capture)
+        out = compiled_forward(key)(device_params(model, dtype, shape), jnp.asarray(tokens, dtype=jnp.int32))
         out = jax.tree_util.tree_map(np.asarray, out)
     if shape is None:
         return out
@@ -81,15 +98,20 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
     return (out[0][..., :d], out[1]) if capture else out[..., :d]
 
 
+MIN_LENGTH = 128  # shortest padded prompt length in ``run``: short prompts share one program
+
+
 def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
         shape: ModelConfig | None = None, max_batch_elements: int = 2 ** 26) -> list[np.ndarray]:
     """The readout at every prediction position of each prompt, ``[m_i + 1, d]`` arrays.
 
     Prompts are validated (a ``PromptError`` names the field at fault), padded to a
-    power-of-two length and batched in power-of-two batches. With ``shape`` (a config
-    covering ``model.config``, e.g. from ``covering_config``) the weights are zero-padded
-    to it, so models built for different task sets share one compiled program: a whole
-    Hypothesis run then compiles only a handful of shapes.
+    power-of-two length (at least ``MIN_LENGTH``) and batched in power-of-two batches.
+    The weights are zero-padded to ``shape`` (default ``bucket_config(model.config)``:
+    every width rounded up to a power of two), so models built for different task sets
+    share compiled programs: a whole Hypothesis run compiles a handful. Pass
+    ``shape=model.config`` to run the unpadded model, or a ``covering_config`` of a
+    family to share one shape across buckets.
 
     >>> from superpose import Task, TaskSet, Prompt, Example, build
     >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
@@ -109,14 +131,18 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
             validate_prompt(model.tasks, p, model.max_examples)
         except PromptError as e:
             raise PromptError(f"prompt {i}: {e}") from None
+    shape = shape if shape is not None else bucket_config(model.config)
+    if shape == model.config:
+        shape = None   # the model's own arrays, unpadded
+    n_ctx = (shape or model.config).n_ctx
     token_lists = [tokenize(model.tasks, p) for p in prompts]
     results: list[np.ndarray | None] = [None] * len(prompts)
     by_length: dict[int, list[int]] = {}
     for i, toks in enumerate(token_lists):
-        by_length.setdefault(min(bucket(len(toks)), (shape or model.config).n_ctx), []).append(i)
+        by_length.setdefault(min(bucket(len(toks), minimum=MIN_LENGTH), n_ctx), []).append(i)
     for T, members in sorted(by_length.items()):
-        # keep [batch, heads, T, T] attention patterns within the memory budget
-        per_chunk = max(1, max_batch_elements // ((shape or model.config).n_heads * T * T))
+        # keep [batch, heads, T, min(T, block)] attention scores within the memory budget
+        per_chunk = max(1, max_batch_elements // ((shape or model.config).n_heads * T * attention_block(T)))
         per_chunk = 1 << (per_chunk.bit_length() - 1)
         for start in range(0, len(members), per_chunk):
             chunk = members[start:start + per_chunk]

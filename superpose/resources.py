@@ -17,9 +17,11 @@ asked, what it would take and how to proceed. The estimate counts
   the device and the builder's per-unit bookkeeping;
 * the activations of a forward pass over a prompt of ``T`` tokens (padded to the
   power-of-two bucket that ``superpose.model.run`` compiles), batch ``B``: the attention
-  scores, their exponentials and XLA's temporaries, ``3 B H T^2`` values (the standard
-  executor; the measured peak RSS grows by 2.9 B H T^2 values) or ``6 B H block^2``
-  (the block-wise executor), plus twice ``B T (4 d_model + 3 H d_head + d_mlp + d)``
+  scores, their exponentials and XLA's temporaries, ``3 B H T^2`` values (``dense``:
+  attention all at once, as ``superpose.model`` runs prompts of up to ``ATTENTION_BLOCK``
+  tokens and captures activations; the measured peak RSS grows by 2.9 B H T^2 values)
+  or ``6 B H block^2`` (``chunked``: block by block, as it runs longer prompts; the
+  default ``standard`` picks one of the two by length as the executor does), plus twice ``B T (4 d_model + 3 H d_head + d_mlp + d)``
   for the residual stream, queries, keys, values and hidden units;
 * the outputs (model and analytic prediction at every prediction position).
 
@@ -29,8 +31,10 @@ whatever the size asked for) rather than to pack memory tightly.
 >>> from superpose import Task, TaskSet
 >>> tasks = TaskSet(vocab_size=4, slots=2, tasks=[Task("a", 0, [0, 1, 2, 3])])
 >>> e = estimate_memory(tasks, 100_000, run_length=tasks.prompt_length(100_000))
->>> e.config.n_ctx, e.total > 2 ** 40   # 400,004 tokens: the T^2 attention scores alone exceed a TiB
+>>> e.config.n_ctx, e.total < 2 ** 32   # 400,004 tokens, attention block by block: under 4 GiB
 (400004, True)
+>>> estimate_memory(tasks, 100_000, tasks.prompt_length(100_000), executor="dense").total > 2 ** 40   # T^2 scores
+True
 >>> parse_size("512M"), parse_size("1.5GiB"), parse_size("1000")
 (536870912, 1610612736, 1000)
 """
@@ -43,7 +47,7 @@ import re
 from dataclasses import dataclass
 
 from superpose.construct.build import planned_config
-from superpose.executor import ModelConfig, param_shapes
+from superpose.executor import ATTENTION_BLOCK, ModelConfig, attention_block, param_shapes
 from superpose.setting import SuperposeError, TaskSet
 
 ENV_VAR = "SUPERPOSE_MEMORY_LIMIT"
@@ -201,6 +205,9 @@ def estimate_for_config(config: ModelConfig, run_length: int | None = None, batc
         weights += itemsize * n  # the device copy in the run dtype
         B, H, D, M = batch, config.n_heads, config.d_model, config.d_mlp
         per_position = 4 * D + 3 * H * config.d_head + M + config.d_out
+        if executor == "standard":   # superpose.model: dense attention up to ATTENTION_BLOCK tokens, blocks beyond
+            T = _bucket(run_length)
+            executor, block = ("dense", block) if T <= ATTENTION_BLOCK else ("chunked", attention_block(T))
         if executor == "chunked":
             b = max(1, min(block, run_length))
             T = -(-run_length // b) * b

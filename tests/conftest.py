@@ -6,6 +6,8 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from superpose import Example, Prompt, Task, TaskSet
+from superpose import executor
+from superpose.verify.strategies import covering_config
 
 settings.register_profile(
     "default", deadline=None, print_blob=True,
@@ -13,6 +15,38 @@ settings.register_profile(
 )
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=1000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+# One padded shape for every Hypothesis test that runs the model (the families of test_properties,
+# test_executors, test_blockwise, test_lens and test_generation_construction): with one prompt length
+# (its n_ctx, 128) they share a program per dtype (and one more for test_blockwise's small blocks).
+FUZZ_SHAPE = executor.bucket_config(executor.covering_config(
+    covering_config(max_vocab=8, max_slots=3, max_tasks=4, max_examples=24),
+    covering_config(max_vocab=4, max_slots=2, max_tasks=3, max_examples=8, max_arity=2, max_answer_length=3)))
+MAX_HYPOTHESIS_PROGRAMS = 5
+HYPOTHESIS_PROGRAMS: set = set()   # the executor's programs that Hypothesis tests ran in this session
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    """Record which compiled programs each Hypothesis test runs (``superpose.executor.PROGRAM_LOG``)."""
+    before = dict(executor.PROGRAM_LOG)
+    yield
+    if item.get_closest_marker("hypothesis"):
+        HYPOTHESIS_PROGRAMS.update(k for k, n in executor.PROGRAM_LOG.items() if n > before.get(k, 0))
+
+
+def pytest_collection_modifyitems(items):
+    """The compile-count test reads what the Hypothesis tests before it ran: run it last."""
+    last = [i for i in items if i.name == "test_the_hypothesis_suite_runs_at_most_five_programs"]
+    items[:] = [i for i in items if i not in last] + last
+
+
+def pytest_sessionfinish(session):
+    report = os.environ.get("SUPERPOSE_PROGRAM_REPORT")
+    if report:   # for test_compile_count, which runs the Hypothesis tests in a subprocess when run alone
+        with open(report, "w") as f:
+            json.dump(sorted(repr(k) for k in HYPOTHESIS_PROGRAMS), f)
 
 
 @pytest.fixture

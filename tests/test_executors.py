@@ -6,22 +6,31 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from superpose import PromptError, Task, TaskSet, build, prediction_positions, tokenize
+from superpose import Prompt, PromptError, Task, TaskSet, build, prediction_positions, tokenize
 from superpose import model as executor
 from superpose.verify.numpy_forward import forward as numpy_forward
 from superpose.verify.strategies import cases
 
+from conftest import FUZZ_SHAPE
+
+
+FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=3, max_examples=12)
+LENGTH = FUZZ_SHAPE.n_ctx   # every prompt padded to the length that `run` pads them to on FUZZ_SHAPE
+
 
 @settings(max_examples=25)
-@given(case=cases(max_vocab=6, max_slots=3, max_tasks=3, max_examples=12))
+@given(case=cases(**FAMILY))
 def test_jax_and_numpy_executors_agree_to_1e_12_in_float64(case):
+    """Padded to the Hypothesis suite's shape and length, as `run` pads them: one compiled program for all."""
     tasks, prompt = case
-    model = build(tasks, max_examples=12)
-    tokens = tokenize(tasks, prompt)
-    jax_readout = executor.run_tokens(model, tokens[None, :], dtype="float64")[0]
-    np_readout = numpy_forward(model.params, tokens)
+    model = build(tasks, max_examples=FAMILY["max_examples"])
+    ids = tokenize(tasks, prompt)
+    tokens = np.full((1, LENGTH), tasks.bos, dtype=np.int32)
+    tokens[0, : len(ids)] = ids
+    jax_readout = executor.run_tokens(model, tokens, dtype="float64", shape=FUZZ_SHAPE)[0, : len(ids)]
+    np_readout = numpy_forward(model.params, ids)
     assert np.abs(jax_readout - np_readout).max() <= 1e-12
-    assert np.abs(executor.run(model, prompt, dtype="float64")[0]
+    assert np.abs(executor.run(model, prompt, dtype="float64", shape=FUZZ_SHAPE)[0]
                   - np_readout[prediction_positions(tasks, prompt.n_examples)]).max() <= 1e-12
 
 
@@ -41,15 +50,40 @@ def test_every_residual_activation_agrees_between_executors(two_tasks, mixed_pro
 def test_zero_padding_the_shapes_does_not_change_the_outputs(two_tasks, mixed_prompt):
     model = build(two_tasks, max_examples=6)
     big = build(TaskSet(8, 3, [Task(f"t{k}", 0, list(range(8))) for k in range(4)]), max_examples=20).config
-    shape = executor.covering_config(model.config, big)
-    plain = executor.run(model, mixed_prompt, dtype="float64")[0]
-    padded = executor.run(model, mixed_prompt, dtype="float64", shape=shape)[0]
-    assert np.abs(plain - padded).max() <= 1e-15
+    plain = executor.run(model, mixed_prompt, dtype="float64", shape=model.config)[0]
+    for shape in (executor.covering_config(model.config, big), executor.bucket_config(model.config),
+                  executor.bucket_config(big)):
+        assert shape != model.config
+        padded = executor.run(model, mixed_prompt, dtype="float64", shape=shape)[0]
+        assert np.abs(plain - padded).max() <= 1e-15
+    assert np.abs(plain - executor.run(model, mixed_prompt, dtype="float64")[0]).max() <= 1e-15  # the default
+
+
+def test_every_width_is_bucketed_to_a_power_of_two_at_least_the_minimum():
+    config = executor.ModelConfig(n_layers=7, n_heads=3, d_model=129, d_head=5, d_mlp=300, n_vocab=9, n_ctx=130,
+                                  d_out=5)
+    shape = executor.bucket_config(config)
+    assert shape == executor.ModelConfig(n_layers=7, n_heads=8, d_model=256, d_head=16, d_mlp=512, n_vocab=16,
+                                         n_ctx=256, d_out=16)
+    assert executor.bucket_config(shape) == shape
+
+
+def test_small_task_sets_share_one_program_per_length_and_dtype():
+    """Ten task sets of different widths (d <= 8, K <= 4, s <= 3): `run` compiles one program for all."""
+    from superpose.verify.sampling import random_task_set
+
+    rng = np.random.default_rng(3)
+    keys = set()
+    for _ in range(10):
+        tasks = random_task_set(rng, int(rng.integers(2, 9)), int(rng.integers(1, 5)), int(rng.integers(1, 4)))
+        model = build(tasks, max_examples=int(rng.integers(1, 25)))
+        before = dict(executor.PROGRAM_LOG)
+        executor.run(model, Prompt([], [0] * tasks.slots), dtype="float64")
+        keys |= {k for k, n in executor.PROGRAM_LOG.items() if n > before.get(k, 0)}
+    assert len(keys) == 1, keys
 
 
 def test_batches_give_the_same_answers_as_single_prompts(two_tasks, mixed_prompt):
-    from superpose import Prompt
-
     model = build(two_tasks, max_examples=6)
     prompts = [mixed_prompt, Prompt([], [1, 1]), Prompt(mixed_prompt.examples[:2], [0, 4])]
     together = executor.run(model, prompts, dtype="float64")

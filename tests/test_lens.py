@@ -19,14 +19,16 @@ from superpose.verify.calibration import calibration_kl
 from superpose.verify.lens import hooked_readout, state_dict_names, to_hooked_transformer
 from superpose.verify.numpy_forward import forward as numpy_forward
 from superpose.verify.sampling import mixture_shares, random_task_set, sample_prompt
-from superpose.verify.strategies import cases, covering_config
+from superpose.verify.strategies import cases
+
+from conftest import FUZZ_SHAPE
 
 pytestmark = pytest.mark.slow  # runs TransformerLens
 
 AGREEMENT = 1e-9
 FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=4, max_examples=12)
-# every fuzzed model is zero-padded to this shape for our JAX run: a few compiled programs in all
-SHAPE = covering_config(**FAMILY)
+# every fuzzed model is zero-padded to the Hypothesis suite's shape for our JAX run: one program
+SHAPE = FUZZ_SHAPE
 
 
 @settings(max_examples=25)

@@ -8,16 +8,16 @@ from hypothesis import strategies as st
 from superpose import Task, TaskSet, build, predict
 from superpose import model as executor
 from superpose.verify.sampling import random_task_set
-from superpose.verify.strategies import cases, covering_config
+from superpose.verify.strategies import cases
 
-from conftest import random_prompt
+from conftest import FUZZ_SHAPE, random_prompt
 
 FAMILY = dict(max_vocab=8, max_slots=3, max_tasks=4, max_examples=24)
 TARGET = {"float64": 1e-12, "float32": 1e-5}
 
-# Every model of the family is zero-padded to the largest one, so all of them share
-# one compiled program per (prompt-length bucket, dtype).
-SHAPE = covering_config(**FAMILY)
+# Every model of the family is zero-padded to one shape and every prompt to its n_ctx (128 tokens),
+# so all of them share one compiled program per dtype.
+SHAPE = FUZZ_SHAPE
 
 
 @settings(max_examples=150)
@@ -35,10 +35,10 @@ def test_every_prediction_position_matches_the_analytic_prediction(case, dtype):
     assert error <= TARGET[dtype]
 
 
-def test_a_family_of_models_compiles_only_a_handful_of_shapes():
-    """Thirty different task sets and prompt lengths, both dtypes: at most 4 length buckets x 2 dtypes."""
+def test_a_family_of_models_runs_one_program_per_dtype():
+    """Thirty different task sets and prompt lengths, both dtypes: one padded shape and length, 2 programs."""
     rng = np.random.default_rng(7)
-    before = set(executor.COMPILED_SIGNATURES)
+    before = dict(executor.PROGRAM_LOG)
     for _ in range(30):
         d, s, K = int(rng.integers(2, 9)), int(rng.integers(1, 4)), int(rng.integers(1, 5))
         tasks = random_task_set(rng, d, K, s, max_arity=3)
@@ -47,11 +47,9 @@ def test_a_family_of_models_compiles_only_a_handful_of_shapes():
         for dtype in ("float32", "float64"):
             got = executor.run(model, [prompt], dtype=dtype, shape=SHAPE)[0]
             assert np.abs(got - predict(tasks, prompt)).max() <= TARGET[dtype]
-    new = {sig for sig in executor.COMPILED_SIGNATURES - before}
-    signatures = {sig for sig in executor.COMPILED_SIGNATURES if sig[0] == SHAPE}
-    print(f"compiled signatures for the family: {len(signatures)} ({len(new)} new in this test)")
-    # prompts of at most (24+1)*(3+2) = 125 tokens: length buckets 16..128, batch 1, 2 dtypes
-    assert len(signatures) <= 8
+    ran = {key for key, n in executor.PROGRAM_LOG.items() if n > before.get(key, 0)}
+    assert {(key.config, key.length, key.batch) for key in ran} == {(SHAPE, SHAPE.n_ctx, 1)}
+    assert sorted(key.dtype for key in ran) == ["float32", "float64"]
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

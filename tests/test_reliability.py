@@ -199,10 +199,13 @@ def test_estimates_scale_as_the_executors_do():
     tasks = TaskSet(4, 2, [Task("a", 0, [0, 1, 2, 3]), Task("b", 1, [1, 2, 3, 0])])
     m = 4095
     T = tasks.prompt_length(m)
-    std = [estimate_memory(tasks, m, t, executor="standard").activations for t in (T // 4, T)]
+    dense = [estimate_memory(tasks, m, t, executor="dense").activations for t in (T // 4, T)]
     chunk = [estimate_memory(tasks, m, t, executor="chunked").activations for t in (T // 4, T)]
-    assert 12 < std[1] / std[0] <= 16          # T^2
+    assert 12 < dense[1] / dense[0] <= 16      # T^2
     assert 3 < chunk[1] / chunk[0] <= 4.5      # T
+    # the default executor runs short prompts densely and long ones block by block, as superpose.model does
+    assert estimate_memory(tasks, m, 200).activations == estimate_memory(tasks, m, 200, executor="dense").activations
+    assert estimate_memory(tasks, m, T).activations == estimate_memory(tasks, m, T, executor="chunked").activations
     f32, f64 = (estimate_memory(tasks, m, T, dtype=dt) for dt in ("float32", "float64"))
     assert f64.activations == 2 * f32.activations and f64.weights > f32.weights
     built = build(tasks, 64)
@@ -244,8 +247,9 @@ def test_absurd_jobs_are_refused_before_anything_is_built(tmp_path, capsys, noth
         (["layers", huge_k, *limit], r"K = 3000 tasks"),
         (["export", huge_k, "-o", str(tmp_path / "k.safetensors"), *limit], r"K = 3000 tasks"),
         (["run", huge_d, empty, *limit], r"d = 20000 tokens"),
-        (["run", tasks, _prompt_file(tmp_path, 100_000), "--memory-limit", "4G"],
-         r"running a 400004-token prompt \(100000 examples\).* use --executor chunked"),
+        # block-wise attention: 2.5 GiB for 400,004 tokens (dense attention would need 3.5 TiB)
+        (["run", tasks, _prompt_file(tmp_path, 100_000), *limit],
+         r"running a 400004-token prompt \(100000 examples\) .* about 2\.5\d GiB .* over the memory limit 1 GiB"),
         (["build", tasks, "-o", str(tmp_path / "m.npz"), "--max-examples", str(10 ** 7), *limit],
          r"up to 10000000 examples \(40000004 tokens\).* use --max-examples \d+ or less"),
         (["build", tasks, "-o", str(tmp_path / "m.npz"), "--max-examples", str(10 ** 6), *limit],
@@ -278,14 +282,21 @@ def test_a_suggested_max_examples_fits(tmp_path, capsys):
                                  "--memory-limit", "64M"]), "over the memory limit")
 
 
-def test_the_chunked_executor_runs_what_the_standard_one_may_not(tmp_path, capsys):
+def test_a_long_prompt_runs_block_wise_within_a_small_memory_limit(tmp_path, capsys):
+    """1,204 tokens: dense attention would need 3 H T^2 values; the executor's blocks fit 40 MB."""
+    from superpose.resources import estimate_memory
+
     tasks, prompt = _tasks_file(tmp_path, 2, 4), _prompt_file(tmp_path, 300)
     args = ["run", tasks, prompt, "--json", "--dtype", "float64", "--memory-limit", "40M"]
-    one_line_error(capsys, main(args), "use --executor chunked")
-    assert main([*args, "--executor", "chunked", "--block", "64"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["executor"] == "chunked" and report["status"] == "within_bound"
-    assert len(report["predictions"]) == 301 and report["max_abs_error"] <= report["bound"]["total"] < 1e-9
+    task_set = TaskSet(4, 2, [Task(f"t{k}", k % 2, [(x + k) % 4 for x in range(4)]) for k in range(2)])
+    assert estimate_memory(task_set, 300, 1204, dtype="float64", executor="dense").total > 40 * 2 ** 20
+    reports = {}
+    for extra in ([], ["--executor", "chunked", "--block", "64"]):
+        assert main([*args, *extra]) == 0
+        reports[bool(extra)] = report = json.loads(capsys.readouterr().out)
+        assert report["status"] == "within_bound"
+        assert len(report["predictions"]) == 301 and report["max_abs_error"] <= report["bound"]["total"] < 1e-9
+    assert reports[True]["executor"] == "chunked"
     one_line_error(capsys, main([*args, "--executor", "chunked", "--block", "48"]), "--block: must be a power of two")
 
 
@@ -376,13 +387,13 @@ def test_atomic_write_removes_its_temporary_on_failure(tmp_path):
 
 
 def test_every_writing_command_refuses_an_existing_output_at_once(tmp_path, capsys, monkeypatch):
-    import superpose.verify.bench
+    import superpose.verify.cli
     import superpose.verify.sweep
 
     def never(*args, **kwargs):
         raise AssertionError("the command started its work before refusing the output")
     monkeypatch.setattr(superpose.verify.sweep, "run_sweep", never)
-    monkeypatch.setattr(superpose.verify.bench, "run_bench", never)
+    monkeypatch.setattr(superpose.verify.cli, "load_bench_program", never)
     monkeypatch.setattr(superpose.verify.sweep, "read_records", never)
     existing = tmp_path / "existing"
     existing.write_text("precious")
@@ -565,14 +576,20 @@ def test_a_violated_bound_exits_1(tmp_path, capsys, monkeypatch):
 
 
 def test_bench_says_not_measured_without_long_prompts():
-    from superpose.verify.bench import target_line
+    from superpose.verify.cli import load_bench_program
 
-    line = target_line("standard", {"min_ratio_T_ge_1024": None, "ratio_target_met": False,
-                                    "time_exponent_T_ge_1024": None, "largest_T_run": 256})
+    target_line = load_bench_program().target_line
+    line = target_line({"min_ratio_numpy_T_ge_1024": None, "ratio_numpy_target_met": False,
+                        "min_ratio_lens_T_ge_1024": None, "ratio_lens_target_met": False,
+                        "time_exponent_T_ge_1024": None, "time_exponent_target_met": False,
+                        "memory_exponent_T_ge_1024": None, "largest_T_run": 256})
     assert "not measured" in line and "MISSED" not in line and "-x" not in line
-    line = target_line("chunked", {"min_ratio_T_ge_1024": 8.0, "ratio_target_met": False,
-                                   "time_exponent_T_ge_1024": 1.92, "largest_T_run": 4096})
-    assert "at least 8x (target 10x: MISSED)" in line and "T^1.92" in line
+    line = target_line({"min_ratio_numpy_T_ge_1024": 8.0, "ratio_numpy_target_met": False,
+                        "min_ratio_lens_T_ge_1024": 12.0, "ratio_lens_target_met": True,
+                        "time_exponent_T_ge_1024": 1.92, "time_exponent_target_met": True,
+                        "memory_exponent_T_ge_1024": 1.01, "largest_T_run": 4096})
+    assert "JAX/NumPy at T >= 1024 at least 8x (target 10x: MISSED)" in line and "T^1.92" in line
+    assert "JAX/TransformerLens at T >= 1024 at least 12x (target 10x: met)" in line
 
 
 def test_running_saved_weights_is_checked_against_the_limit_before_loading(tmp_path, capsys, monkeypatch):
@@ -587,4 +604,4 @@ def test_running_saved_weights_is_checked_against_the_limit_before_loading(tmp_p
         raise AssertionError("the weights were loaded before the memory check")
     monkeypatch.setattr(superpose.io, "load", never)
     one_line_error(capsys, main(["run", tasks, _prompt_file(tmp_path, 300), "--weights", weights,
-                                 "--memory-limit", "20M"]), r"running a 1204-token prompt on .*m\.npz would need")
+                                 "--memory-limit", "8M"]), r"running a 1204-token prompt on .*m\.npz would need")

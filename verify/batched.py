@@ -1,7 +1,8 @@
 """Many models at once: one compiled program per padded shape, sharded over the available devices.
 
 A sweep runs models built for different task sets. ``padded_shape`` rounds every
-dimension of a model's ``ModelConfig`` up to a power of two, and
+dimension of a model's ``ModelConfig`` up to a power of two
+(``superpose.executor.bucket_config`` without ``superpose.model.run``'s least widths), and
 ``superpose.model.pad_params`` zero-pads the weights to it (extra dimensions, heads,
 units, tokens and positions carry zero weights, so every real output is computed from
 the same non-zero terms). Models of one padded shape are then stacked along a leading
@@ -12,8 +13,8 @@ the same non-zero terms). Models of one padded shape are then stacked along a le
 ``ShardedRunner`` runs this as ``jax.shard_map`` over a one-axis ``jax.sharding.Mesh``
 of all devices: the model axis (the stacked weights and their prompts) is split
 across the devices, each device runs the same per-model forward pass (``jax.vmap`` of
-``superpose.model.Transformer``, or of ``superpose.verify.chunked.forward`` for long
-prompts) on its slice, and nothing is communicated between devices. The same code
+``superpose.model.Transformer``, attention block by block for prompts longer than the
+block) on its slice, and nothing is communicated between devices. The same code
 runs on one CPU or on many accelerators; the number of models per call is always a
 multiple of the device count (padded with copies of the first model, whose results
 are dropped).
@@ -22,7 +23,7 @@ are dropped).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import jax
@@ -30,19 +31,20 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from superpose.construct.build import ModelConfig
-from superpose.model import Transformer, bucket
-from superpose.verify import chunked
+from superpose.model import Transformer, attention_block, bucket_config
 
 AXIS = "models"
-EXECUTORS = ("standard", "chunked")  # superpose.model.Transformer, or superpose.verify.chunked
+# Names kept for the command line's --executor: both run superpose.model.Transformer (one executor);
+# "standard" uses its default block (attention_block), "chunked" the runner's ``block``.
+EXECUTORS = ("standard", "chunked")
 DEFAULT_ATTENTION_BUDGET = 2 ** 25   # attention-score elements per device per call
 MAX_MODELS_PER_DEVICE = 8
 
 
 def padded_shape(config: ModelConfig) -> ModelConfig:
-    """``config`` with every width rounded up to a power of two (the layer count kept)."""
-    widths = {f: bucket(getattr(config, f), minimum=1) for f in ModelConfig.__dataclass_fields__ if f != "n_layers"}
-    return replace(config, **widths)
+    """``config`` with every width rounded up to a power of two (the layer count kept), with no least
+    width: a sweep stacks many models of one shape, so it keeps short prompts short."""
+    return bucket_config(config, minimums={})
 
 
 def device_mesh(devices: Sequence[Any] | None = None) -> Mesh:
@@ -77,7 +79,8 @@ class ShardedRunner:
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         self.mesh = mesh if mesh is not None else device_mesh()
-        self.executor, self.block = executor, int(block)
+        self.executor = executor
+        self.block = int(block) if executor == "chunked" else None
         self.attention_budget = int(attention_budget)
         self.max_models_per_device = int(max_models_per_device)
         self.compiled: dict[Signature, Any] = {}
@@ -88,9 +91,8 @@ class ShardedRunner:
         return int(self.mesh.devices.size)
 
     def _scores_per_prompt(self, shape: ModelConfig) -> int:
-        """Attention-score elements alive at once for one prompt (all of them, or one block row)."""
-        keys = min(self.block, shape.n_ctx) if self.executor == "chunked" else shape.n_ctx
-        return shape.n_heads * shape.n_ctx * keys
+        """Attention-score elements alive at once for one prompt (all of them, or those of one block row)."""
+        return shape.n_heads * shape.n_ctx * min(self.block or attention_block(shape.n_ctx), shape.n_ctx)
 
     def prompts_per_item(self, shape: ModelConfig, n_prompts: int) -> int:
         """Prompts per model per call: all of them unless their attention scores exceed the budget."""
@@ -106,20 +108,12 @@ class ShardedRunner:
         if signature not in self.compiled:
             shape = signature.shape
 
-            if self.executor == "chunked":
-                block = min(self.block, shape.n_ctx)
-                if shape.n_ctx % block:
-                    raise ValueError(f"the chunked executor needs n_ctx ({shape.n_ctx}) to be a multiple of {block}")
-
-                def per_model(p, t):
-                    return chunked.forward(p, t, shape.n_layers, block)
-            else:
-                def per_model(p, t):
-                    readout, _ = Transformer(shape).apply({"params": p}, t)
-                    return readout
+            def per_model(p, t):
+                readout, _ = Transformer(shape).apply({"params": p}, t, False, self.block)
+                return readout
 
             spec = PartitionSpec(AXIS)
-            # check_vma=False: the chunked executor's loop carries start as constants; every device
+            # check_vma=False: the block-wise attention's loops carry start as constants; every device
             # computes on its own slice only, so there is nothing to check across devices
             sharded = jax.shard_map(jax.vmap(per_model), mesh=self.mesh, in_specs=(spec, spec), out_specs=spec,
                                     check_vma=False)

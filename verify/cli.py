@@ -7,7 +7,7 @@
     superpose plot   SWEEP.jsonl -o DIR [--force] [--format png,svg] [--only NAME,...]
     superpose bench  [-o BENCH.json] [--force] [--quick] [--dtype float64] [--lengths 256,...] [--tasks 1,2,...]
                      [--throughput-lengths 256,1024,4096]
-                     [--memory-fraction F] [--no-hypothesis]
+                     [--memory-fraction F] [--no-hypothesis] [--no-lens]   (benchmarks/bench.py of a checkout)
     superpose export TASKS.json -o MODEL.safetensors [--force] [--max-examples M] [--sharpness B]
                      [--memory-limit SIZE] [--check-transformer-lens N]
 
@@ -21,6 +21,7 @@ without ``--force`` (``superpose.files``), before any work is done.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Callable
@@ -131,32 +132,30 @@ def _cmd_plot(args) -> int:
     return 0
 
 
-def _cmd_bench(args) -> int:
-    from dataclasses import replace
+BENCH_PROGRAM = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "bench.py")
 
+
+def load_bench_program(path: str | None = None):
+    """The benchmark program (``benchmarks/bench.py`` of a source checkout) as a module."""
+    import importlib.util
+
+    path = path or BENCH_PROGRAM
+    if not os.path.exists(path):
+        raise InputFileError(f"superpose bench runs benchmarks/bench.py from a source checkout of superpose; "
+                             f"not found at {path} (clone the repository and run `make bench`)")
+    spec = importlib.util.spec_from_file_location("superpose_bench_program", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module   # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def _cmd_bench(args) -> int:
     from superpose.files import check_output
-    from superpose.verify import bench
 
     if args.output:
         check_output(args.output, args.force)
-    options = bench.QUICK if args.quick else bench.BenchOptions()
-    changes = {"dtype": args.dtype, "memory_fraction": args.memory_fraction}
-    if args.lengths:
-        changes["lengths"] = tuple(_list(int, "--lengths")(args.lengths))
-    if args.tasks:
-        changes["tasks"] = tuple(_list(int, "--tasks")(args.tasks))
-    if args.throughput_lengths:
-        changes["throughput_lengths"] = tuple(_list(int, "--throughput-lengths")(args.throughput_lengths))
-    if args.no_hypothesis:
-        changes["hypothesis_suite"] = None
-    options = replace(options, **{k: v for k, v in changes.items() if v is not None})
-    log = (lambda s: print(f"  {s}", file=sys.stderr, flush=True)) if not args.quiet else (lambda s: None)
-    result = bench.run_bench(options, log=log)
-    print(bench.report(result))
-    if args.output:
-        bench.write_json(result, args.output, force=args.force)
-        print(f"\nwrote {args.output}")
-    return 0
+    return load_bench_program().run_cli(args)
 
 
 def _cmd_export(args) -> int:
@@ -223,7 +222,7 @@ def register(subparsers) -> None:
     sweep = subparsers.add_parser("sweep", help="run the construction over many configurations; JSON Lines out")
     sweep.add_argument("-o", "--output", required=True, metavar="SWEEP.jsonl")
     add_force_option(sweep)
-    sweep.add_argument("--preset", help="a named sweep: smoke, figures (the README figures)")
+    sweep.add_argument("--preset", help="a named sweep: smoke, figures (the README figures), scale (100,368 prompts)")
     for flag, (name, kind, meaning) in SWEEP_FLAGS.items():
         default = ",".join(str(v) for v in AXES[name][1])
         sweep.add_argument(flag, dest=name, metavar="LIST", help=f"{meaning}, comma-separated (default {default})")
@@ -235,9 +234,9 @@ def register(subparsers) -> None:
     sweep.add_argument("--attention-budget", type=int, default=2 ** 25, metavar="E",
                        help="attention-score elements per device per call (default 2^25)")
     sweep.add_argument("--executor", choices=["standard", "chunked"], default="standard",
-                       help="standard: the Flax model (superpose.model); chunked: attention in blocks "
-                            "(superpose.verify.chunked), memory linear in T, for long prompts")
-    sweep.add_argument("--block", type=int, default=256, help="block size of the chunked executor (default 256)")
+                       help="kept for compatibility: both run the one executor (superpose.model), attention "
+                            "block by block beyond 256 tokens; chunked uses blocks of --block")
+    sweep.add_argument("--block", type=int, default=256, help="with --executor chunked: the attention block (default 256)")
     sweep.add_argument("--perturb", type=float, default=0.0, metavar="EPS",
                        help="add Gaussian noise of size EPS to every weight (to see the checks fail)")
     sweep.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -253,7 +252,8 @@ def register(subparsers) -> None:
     plot.add_argument("--only", help="comma-separated figure names (default: all the records support)")
     plot.set_defaults(func=_cmd_plot)
 
-    bench = subparsers.add_parser("bench", help="speed, FLOP/s, compile time and memory of the forward pass")
+    bench = subparsers.add_parser("bench", help="speed, FLOP/s, compile time and memory of the forward pass "
+                                                "(runs benchmarks/bench.py of a source checkout)")
     bench.add_argument("-o", "--output", metavar="BENCH.json")
     add_force_option(bench)
     bench.add_argument("--quick", action="store_true", help="small sizes (seconds, for a smoke test)")
@@ -261,10 +261,11 @@ def register(subparsers) -> None:
     bench.add_argument("--lengths", metavar="LIST", help="prompt lengths for the T scaling (multiples of 4)")
     bench.add_argument("--tasks", metavar="LIST", help="task counts K for the K scaling")
     bench.add_argument("--throughput-lengths", metavar="LIST",
-                       help="prompt lengths for JAX vs NumPy (multiples of 4)")
+                       help="prompt lengths for JAX vs TransformerLens and NumPy (multiples of 4)")
     bench.add_argument("--memory-fraction", type=float, help="run a point only if XLA plans below this share "
                                                              "of the available memory (default 0.5)")
-    bench.add_argument("--no-hypothesis", action="store_true", help="skip counting the property suite's compiles")
+    bench.add_argument("--no-hypothesis", action="store_true", help="skip counting the Hypothesis tests' programs")
+    bench.add_argument("--no-lens", action="store_true", help="skip TransformerLens (the lens extra)")
     bench.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     bench.set_defaults(func=_cmd_bench)
 

@@ -172,6 +172,20 @@ PRESETS: dict[str, list[dict[str, Any]]] = {
     ],
 }
 
+# "scale" (benchmarks/sweep_scale.py): 100,368 random prompts over 338 random task sets, both dtypes, many
+# prompts per model (a sweep's cost is mostly moving each model's padded weights); small vocabularies give
+# duplicate tables (d = 2: four 1-slot tables); 1,040 prompts of 1,024 to 4,096 tokens.
+PRESETS["scale"] = [
+    dict(vocab_size=[2, 4], n_tasks=[1, 3, 6], slots=[1, 3], max_arity=[2], n_examples=[0, 8, 40],
+         dtype=["float32", "float64"], ambiguous_share=[0.0, 0.3], noise_share=[0.0, 0.2], n_prompts=256),
+    dict(vocab_size=[8], n_tasks=[2, 4], slots=[2], n_examples=[4, 24], dtype=["float32", "float64"],
+         ambiguous_share=[0.0, 0.3], noise_share=[0.0, 0.2], n_prompts=800),
+    dict(vocab_size=[4, 8], n_tasks=[2, 4], slots=[2], n_examples=[255, 511], dtype=["float32", "float64"],
+         ambiguous_share=[0.3], noise_share=[0.2], n_prompts=64),
+    dict(vocab_size=[4], n_tasks=[2], slots=[2], n_examples=[1023], dtype=["float32", "float64"],
+         ambiguous_share=[0.3], noise_share=[0.2], n_prompts=8),
+]
+
 
 def preset(name: str, seed: int = 0) -> list[SweepConfig]:
     if name not in PRESETS:
