@@ -322,3 +322,45 @@ def test_constructed_model_through_transformer_lens_is_calibrated(tmp_path):
 
         loaded = load_scorer(path, PromptFormat(), "float32", memory_limit())
         evaluate(loaded.scorer, loaded.family, ["copy A", "copy B"], [0.5, 0.5], 6, 1, 0)
+
+
+@pytest.mark.slow
+def test_trained_checkpoint_probabilities_match_the_flax_model(tmp_path):
+    """llm-eval on the committed two-token checkpoint (through TransformerLens) against the Flax model
+    run here: each answer's probability is the product of the softmax at the ARROW and at its first token."""
+    from superpose.setting import Example, Prompt, tokenize
+    from superpose.train.model import GPT
+    from superpose.train.trainer import load_checkpoint
+
+    checkpoint = str(__import__("pathlib").Path(__file__).parents[1] / "train" / "results" / "generation")
+    out = tmp_path / "t.jsonl"
+    assert main(["llm-eval", "--model", checkpoint, "--examples", "4", "--prompts", "2", "--seed", "5",
+                 "-o", str(out)]) == 0
+    records = [json.loads(x) for x in out.read_text().splitlines()][:-1]
+    run = load_checkpoint(checkpoint)
+    tasks, model = run.config.tasks, GPT(run.config.model_config)
+    copy = {"copy AB": (0, 1), "copy AC": (0, 2), "copy BA": (1, 0)}  # the task names say what they copy
+    for r in records:
+        query = r["query"].split(" ")
+        assert all(t["answer"] == " ".join(query[i] for i in copy[t["name"]]) for t in r["tasks"])
+        assert r["kl"] >= 0 and sum(t["count"] for t in r["tasks"]) == 4
+    # a prompt written out here, scored by the pipeline's scorer and by the Flax model
+    from superpose.resources import memory_limit
+    from superpose.verify.llm_eval import token_family
+    from superpose.verify.llm_models import load_scorer
+
+    loaded = load_scorer(checkpoint, PromptFormat(), "float32", memory_limit())
+    family = token_family(tasks)
+    index = {item.tokens: i for i, item in enumerate(family.items)}
+    shown = [((1, 2, 3), 0), ((4, 5, 6), 1), ((7, 8, 9), 2), ((10, 11, 12), 0)]
+    prompt = MixedPrompt(tuple((index[x], k) for x, k in shown), index[(13, 14, 15)])
+    candidates = ["13 14", "13 15", "14 13", "3 2"]
+    got = [math.exp(x) for x in loaded.scorer.answer_logprobs(family, prompt, candidates)]
+    examples = [Example(x, tasks.answer_of(tasks.tasks[k], x)) for x, k in shown]
+    for candidate, p in zip(candidates, got):
+        a, b = map(int, candidate.split(" "))
+        tokens = tokenize(tasks, Prompt(examples, (13, 14, 15), (a,)))
+        logits = np.asarray(model.apply({"params": run.params}, tokens[None, :]), dtype=np.float64)[0]
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        assert p == pytest.approx(probs[-2, a] * probs[-1, b], rel=1e-4)

@@ -310,8 +310,8 @@ class TextScorer:
 class TokenScorer:
     """Scores answers with a token-level model (constructed or trained) on its own task set.
 
-    ``next_token_probs(tokens [T]) -> [T, d]``: the model's probability of each content token
-    after each position (the constructed model's readout; the trained model's softmax)."""
+    ``next_token_probs(tokens [B, T]) -> [B, T, d]``: the model's probability of each content
+    token after each position (the constructed model's readout; the trained model's softmax)."""
     next_token_probs: Callable[[np.ndarray], np.ndarray]
     max_examples: int
 
@@ -330,13 +330,14 @@ class TokenScorer:
         examples = [Example(family.items[i].tokens, answer(i, k)) for i, k in prompt.examples]
         query = family.items[prompt.query].tokens
         by_name = {tasks.name_of(t): t for t in range(tasks.vocab_size)}
+        answers = [[by_name[n] for n in candidate.split(" ")] for candidate in candidates]
+        # every sequence has the same length (answers are answer_length tokens): one batch
+        tokens = np.stack([tokenize(tasks, Prompt(examples, query, a[:-1])) for a in answers])
+        probs = np.asarray(self.next_token_probs(tokens), dtype=np.float64)
+        start = tokens.shape[1] - tasks.answer_length  # the query's ARROW
         out = []
-        for candidate in candidates:
-            answer_tokens = [by_name[n] for n in candidate.split(" ")]
-            tokens = tokenize(tasks, Prompt(examples, query, answer_tokens[:-1]))
-            probs = np.asarray(self.next_token_probs(np.asarray(tokens)), dtype=np.float64)
-            start = len(tokens) - len(answer_tokens)  # the query's ARROW
-            p = [probs[start + j, t] for j, t in enumerate(answer_tokens)]
+        for c, a in enumerate(answers):
+            p = [probs[c, start + j, t] for j, t in enumerate(a)]
             out.append(float(np.sum(np.log(p))) if all(x > 0 for x in p) else -math.inf)
         return out
 

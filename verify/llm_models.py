@@ -144,9 +144,10 @@ def load_hf(name: str, dtype: str, limit: MemoryLimit, device: str = "cpu") -> H
 # --------------------------------------------------------------------------- constructed and trained
 
 def _softmax_content(logits: np.ndarray, d: int) -> np.ndarray:
+    """Softmax over the whole vocabulary (content, BOS, ARROW), then the d content tokens."""
     z = logits - logits.max(axis=-1, keepdims=True)
     p = np.exp(z)
-    return (p / p.sum(axis=-1, keepdims=True))[:, :d]
+    return (p / p.sum(axis=-1, keepdims=True))[..., :d]
 
 
 def constructed_scorer(path: str, limit: MemoryLimit) -> LoadedModel:
@@ -157,7 +158,7 @@ def constructed_scorer(path: str, limit: MemoryLimit) -> LoadedModel:
     model = load_safetensors(path, limit)
     hooked = to_hooked_transformer(model)
     # the readout is itself the distribution over the d content tokens (no softmax)
-    scorer = TokenScorer(lambda tokens: hooked_readout(hooked, tokens[None, :])[0], model.max_examples)
+    scorer = TokenScorer(lambda tokens: hooked_readout(hooked, tokens), model.max_examples)
     return LoadedModel("constructed", scorer, token_family(model.tasks, "constructed model's tasks"))
 
 
@@ -169,8 +170,8 @@ def trained_scorer(hooked: Any, config: Any) -> LoadedModel:
 
     def probs(tokens: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = hooked(torch.from_numpy(np.asarray(tokens, dtype=np.int64))[None, :], return_type="logits")
-        return _softmax_content(logits[0].double().numpy(), d)
+            logits = hooked(torch.from_numpy(np.asarray(tokens, dtype=np.int64)), return_type="logits")
+        return _softmax_content(logits.double().numpy(), d)
 
     # trained on n_examples examples; a mixed prompt is n_examples - 1 examples and a query (train.trainer)
     return LoadedModel("trained", TokenScorer(probs, config.n_examples - 1),
