@@ -272,7 +272,11 @@ def test_llm_eval_command_end_to_end(tiny_lm, tmp_path, capsys):
             pooled[t["answer"]] = pooled.get(t["answer"], 0.0) + t["share"]
         kl = sum(p * math.log(p / r["candidates"][a]) for a, p in pooled.items())
         assert r["kl"] == pytest.approx(kl) and r["kl"] > 0 and 0 <= r["r"] <= 2
-    assert lines[-1]["summary"]["kl_mean"] == pytest.approx(sum(r["kl"] for r in lines[:-1]) / 3)
+    summary = lines[-1]["summary"]
+    assert summary["kl_mean"] == pytest.approx(sum(r["kl"] for r in lines[:-1]) / 3)
+    assert summary["probability_mean"]["continent"] == pytest.approx(
+        sum(r["candidates"][r["tasks"][1]["answer"]] for r in lines[:-1]) / 3)
+    assert summary["share_mean"] == pytest.approx({"capital": 0.75, "continent": 0.25})
     assert "mean KL" in capsys.readouterr().out
     before = out.read_text()
     assert main(args) == 2  # exists, no --force
@@ -284,6 +288,9 @@ def test_llm_eval_command_end_to_end(tiny_lm, tmp_path, capsys):
     (["--tasks", "capital", "--shares", "0.5", "0.5"], "2 shares for 1 tasks"),
     (["--memory-limit", "1K"], "over the memory limit"),
     (["--separator", ""], "--separator: must not be empty"),
+    (["--device", "nosuch"], "--device: cannot move the model to 'nosuch'"),
+    (["--plot", "figure.txt"], "--plot: expected a .png, .pdf or .svg file"),
+    (["--examples", "400"], "over the model's context of 512"),
 ])
 def test_llm_eval_bad_input_is_one_line(tiny_lm, tmp_path, capsys, extra, message):
     assert main(["llm-eval", "--model", tiny_lm, "-o", str(tmp_path / "r.jsonl"), *extra]) == 2

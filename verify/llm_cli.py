@@ -2,7 +2,8 @@
 
     superpose llm-eval --model PATH [--family NAME|FILE.json] [--tasks T ...] [--shares S ...]
                        [--examples M] [--prompts N] [--seed S] [--arrow ' ->'] [--answer-prefix ' ']
-                       [--separator '\\n'] [--dtype float32|float16|bfloat16] [--plot FILE.png]
+                       [--separator '\\n'] [--dtype float32|float16|bfloat16] [--device cpu|cuda]
+                       [--plot FILE.png]
                        [--memory-limit SIZE] -o RESULTS.jsonl [--force]
 
 Writes one JSON line per prompt (``superpose.verify.llm_eval.evaluate``) and a last line
@@ -41,7 +42,7 @@ def _cmd_llm_eval(args) -> int:
     require_lens_extra()
     fmt = PromptFormat(_unescape(args.arrow), _unescape(args.answer_prefix), _unescape(args.separator))
     family = load_family(args.family) if args.family else None  # bad family before loading a model
-    loaded = load_scorer(args.model, fmt, args.dtype, memory_limit(args.memory_limit))
+    loaded = load_scorer(args.model, fmt, args.dtype, memory_limit(args.memory_limit), args.device)
     if loaded.family is not None:
         if family is not None:
             raise LLMEvalError(f"--family: the {loaded.kind} model reads only its own tasks; leave --family out")
@@ -66,8 +67,10 @@ def _cmd_llm_eval(args) -> int:
             plot_probability_vs_share(records, tmp, f"{loaded.kind}: {family.name}",
                                       os.path.splitext(args.plot)[1][1:].lower())
     print(f"wrote {args.output}: {summary['prompts']} prompts, family {family.name}, tasks {tasks}; "
-          f"mean KL {summary['kl_mean']:.4f} nats, mean r {summary['r_mean']:.2f} of K = {summary['K']}, "
-          f"mean off-task mass {summary['off_task_mass_mean']:.4f}")
+          f"mean KL {summary['kl_mean']:.4g} nats, mean r {summary['r_mean']:.2f} of K = {summary['K']}, "
+          f"mean off-task mass {summary['off_task_mass_mean']:.4g}")
+    print("mean probability of each task's answer (share): " + ", ".join(
+        f"{name} {q:.4f} ({summary['share_mean'][name]:.4f})" for name, q in summary["probability_mean"].items()))
     return 0
 
 
@@ -90,6 +93,7 @@ def register(subparsers) -> None:
                    help="after each answer, the end-of-answer boundary scored with it (default '\\n')")
     p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32",
                    help="weights of a Hugging Face model (default float32)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default cpu; e.g. cuda)")
     p.add_argument("--plot", help="also draw probability vs share to this .png/.pdf/.svg")
     p.add_argument("--memory-limit", metavar="SIZE",
                    help="refuse a model estimated to need more memory (default $SUPERPOSE_MEMORY_LIMIT, else "

@@ -398,11 +398,16 @@ def evaluate(scorer: AnswerScorer, family: Family, task_names: Sequence[str], sh
 
 
 def summarize(records: Sequence[dict]) -> dict:
-    """Means over the prompts (``kl`` may be ``inf`` when a present answer got probability 0)."""
+    """Means over the prompts (``kl`` may be ``inf`` when a present answer got probability 0), and each
+    task's mean share and mean answer probability."""
     n = len(records)
+    names = [t["name"] for t in records[0]["tasks"]]
     return {"prompts": n, "kl_mean": sum(r["kl"] for r in records) / n,
             "r_mean": sum(r["r"] for r in records) / n, "K": records[0]["K"],
-            "off_task_mass_mean": sum(r["off_task_mass"] for r in records) / n}
+            "off_task_mass_mean": sum(r["off_task_mass"] for r in records) / n,
+            "share_mean": {name: sum(r["tasks"][j]["share"] for r in records) / n for j, name in enumerate(names)},
+            "probability_mean": {name: sum(r["tasks"][j]["probability"] for r in records) / n
+                                 for j, name in enumerate(names)}}
 
 
 def plot_probability_vs_share(records: Sequence[dict], path: str, title: str = "", image_format: str = "png",

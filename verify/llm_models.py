@@ -69,6 +69,11 @@ class HFCausalLM:
 
         seqs = [list(prefix) + list(c) for c in continuations]
         width = max(map(len, seqs))
+        context = getattr(self.model.config, "max_position_embeddings", None) or \
+            getattr(self.model.config, "n_positions", None)
+        if context is not None and width > context:
+            raise LLMEvalError(f"--examples: the prompt and answer take {width} tokens, over the model's context "
+                               f"of {context}; use fewer examples")
         ids = torch.zeros((len(seqs), width), dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         for i, s in enumerate(seqs):  # right padding: the scored positions never see the padding
@@ -138,7 +143,11 @@ def load_hf(name: str, dtype: str, limit: MemoryLimit, device: str = "cpu") -> H
             "(not a local directory, and it could not be fetched from the Hugging Face hub)"
         raise LLMEvalError(f"--model: cannot load {name} {where}: {type(e).__name__}: "
                            f"{' '.join(str(e).split())[:200]}") from None
-    return HFCausalLM(model.to(device), tokenizer)
+    try:
+        model = model.to(device)
+    except (RuntimeError, ValueError) as e:
+        raise LLMEvalError(f"--device: cannot move the model to {device!r}: {' '.join(str(e).split())[:160]}") from None
+    return HFCausalLM(model, tokenizer)
 
 
 # --------------------------------------------------------------------------- constructed and trained
@@ -156,7 +165,7 @@ def constructed_scorer(path: str, limit: MemoryLimit) -> LoadedModel:
     from .lens import hooked_readout, to_hooked_transformer
 
     model = load_safetensors(path, limit)
-    hooked = to_hooked_transformer(model)
+    hooked = to_hooked_transformer(model)  # float64 on the CPU: the construction's exactness check
     # the readout is itself the distribution over the d content tokens (no softmax)
     scorer = TokenScorer(lambda tokens: hooked_readout(hooked, tokens), model.max_examples)
     return LoadedModel("constructed", scorer, token_family(model.tasks, "constructed model's tasks"))
@@ -170,8 +179,9 @@ def trained_scorer(hooked: Any, config: Any) -> LoadedModel:
 
     def probs(tokens: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            logits = hooked(torch.from_numpy(np.asarray(tokens, dtype=np.int64)), return_type="logits")
-        return _softmax_content(logits.double().numpy(), d)
+            logits = hooked(torch.from_numpy(np.asarray(tokens, dtype=np.int64)).to(hooked.cfg.device),
+                            return_type="logits")
+        return _softmax_content(logits.double().cpu().numpy(), d)
 
     # trained on n_examples examples; a mixed prompt is n_examples - 1 examples and a query (train.trainer)
     return LoadedModel("trained", TokenScorer(probs, config.n_examples - 1),
