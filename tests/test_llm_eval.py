@@ -16,6 +16,7 @@ import pytest
 
 from superpose.cli import main
 from superpose.verify.llm_eval import (
+    BoundaryError,
     Family,
     LLMEvalError,
     MixedPrompt,
@@ -30,6 +31,7 @@ from superpose.verify.llm_eval import (
     load_family,
     prompt_metrics,
     prompt_text,
+    split_in_context,
 )
 
 torch = pytest.importorskip("torch", reason="the lens extra (torch, transformers) is part of `make install`")
@@ -179,6 +181,24 @@ def test_answer_probability_is_the_product_of_teacher_forced_tokens_with_the_bou
         assert math.exp(logprob) == pytest.approx(expected, rel=1e-5)
         without_boundary, _ = _teacher_forced(tiny_lm, text, f" {answer}")
         assert math.exp(logprob) < without_boundary
+
+
+def test_a_tokeniser_that_merges_across_the_arrow_is_refused():
+    """Greedy longest match over {a, b, c, ab, newline}: 'ca' + 'b' tokenises as c|ab, so the answer's first
+    token would swallow the prompt's last character; 'cb' + 'a' splits cleanly."""
+    vocab = sorted(["a", "b", "c", "ab", "\n"], key=len, reverse=True)
+
+    def encode(text):
+        out, i = [], 0
+        while i < len(text):
+            piece = next(v for v in vocab if text.startswith(v, i))
+            out.append(piece)
+            i += len(piece)
+        return out
+
+    assert split_in_context(encode, "cb", "a\n") == (["c", "b"], ["a", "\n"])
+    with pytest.raises(BoundaryError, match="merges the prompt's end 'ca' with the answer 'b"):
+        split_in_context(encode, "ca", "b\n")
 
 
 def test_with_the_boundary_answers_are_prefix_free(char_lm):
