@@ -80,6 +80,7 @@ class Item:
 
 @dataclass(frozen=True)
 class Family:
+    """Tasks that share their inputs: ``items[i].answers[k]`` is task ``tasks[k]``'s answer on item i."""
     name: str
     description: str
     tasks: tuple[str, ...]

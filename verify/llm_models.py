@@ -27,8 +27,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from superpose.resources import MemoryLimit, ResourceError, format_size
-from superpose.setting import SuperposeError
-
 from .llm_eval import AnswerScorer, Family, LLMEvalError, PromptFormat, TextScorer, TokenScorer, token_family
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -230,5 +228,5 @@ def load_scorer(path: str, fmt: PromptFormat, dtype: str, limit: MemoryLimit, de
     return LoadedModel("llm", TextScorer(load_hf(path, dtype, limit, device), fmt), None)
 
 
-__all__ = ["HFCausalLM", "LoadedModel", "SuperposeError", "constructed_scorer", "hf_parameter_count", "load_hf",
+__all__ = ["HFCausalLM", "LoadedModel", "constructed_scorer", "hf_parameter_count", "load_hf",
            "load_scorer", "require_lens_extra", "trained_scorer"]
