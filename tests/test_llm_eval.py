@@ -308,6 +308,7 @@ def test_llm_eval_command_end_to_end(tiny_lm, tmp_path, capsys):
     (["--tasks", "capital", "--shares", "0.5", "0.5"], "2 shares for 1 tasks"),
     (["--memory-limit", "1K"], "over the memory limit"),
     (["--separator", ""], "--separator: must not be empty"),
+    (["--tasks", "capital", "moon"], "has no task 'moon'"),
     (["--device", "nosuch"], "--device: cannot move the model to 'nosuch'"),
     (["--plot", "figure.txt"], "--plot: expected a .png, .pdf or .svg file"),
     (["--examples", "400"], "over the model's context of 512"),
@@ -343,6 +344,7 @@ def test_constructed_model_through_transformer_lens_is_calibrated(tmp_path):
     for r in records:
         assert [t["probability"] for t in r["tasks"]] == pytest.approx([0.75, 0.25], abs=1e-6)
         assert r["kl"] < 1e-9 and r["r"] == r["K"] == 2
+    assert main(["llm-eval", "--model", path, "--family", "countries", "-o", str(tmp_path / "x.jsonl")]) == 2
     with pytest.raises(LLMEvalError, match="at most 4 examples"):
         from superpose.resources import memory_limit
         from superpose.verify.llm_models import load_scorer
