@@ -303,6 +303,25 @@ def test_llm_eval_command_end_to_end(tiny_lm, tmp_path, capsys):
     assert "exists; pass --force" in capsys.readouterr().err and out.read_text() == before
 
 
+def test_a_text_model_reads_a_token_level_family_from_tasks_json(tiny_lm, tmp_path):
+    """The trained model's task set as text lines ('13 9 2 -> 13 9'): the family all three kinds can read."""
+    from superpose.train.data import pair_retrieval_tasks
+
+    tasks_json = tmp_path / "pairs.json"
+    tasks_json.write_text(json.dumps(pair_retrieval_tasks(16, 3).to_json()))
+    out = tmp_path / "p.jsonl"
+    assert main(["llm-eval", "--model", tiny_lm, "--family", str(tasks_json), "--examples", "6", "--prompts", "2",
+                 "-o", str(out)]) == 0
+    records = [json.loads(x) for x in out.read_text().splitlines()][:-1]
+    copy = {"copy AB": (0, 1), "copy AC": (0, 2), "copy BA": (1, 0)}
+    for r in records:
+        query = r["query"].split(" ")
+        assert len(query) == 3 and len(set(query)) == 3 and all(0 <= int(x) < 16 for x in query)
+        assert all(t["answer"] == " ".join(query[i] for i in copy[t["name"]]) for t in r["tasks"])
+        pooled = {t["answer"]: t["share"] for t in r["tasks"]}
+        assert r["kl"] == pytest.approx(sum(p * math.log(p / r["candidates"][a]) for a, p in pooled.items()))
+
+
 @pytest.mark.parametrize("extra, message", [
     (["--family", "planets"], "no family 'planets'"),
     (["--tasks", "capital", "--shares", "0.5", "0.5"], "2 shares for 1 tasks"),
@@ -345,6 +364,10 @@ def test_constructed_model_through_transformer_lens_is_calibrated(tmp_path):
         assert [t["probability"] for t in r["tasks"]] == pytest.approx([0.75, 0.25], abs=1e-6)
         assert r["kl"] < 1e-9 and r["r"] == r["K"] == 2
     assert main(["llm-eval", "--model", path, "--family", "countries", "-o", str(tmp_path / "x.jsonl")]) == 2
+    tasks_json = tmp_path / "tasks.json"
+    tasks_json.write_text(json.dumps(tasks.to_json()))  # its own task set as a family file: accepted
+    assert main(["llm-eval", "--model", path, "--family", str(tasks_json), "--shares", "0.75", "0.25",
+                 "--examples", "4", "--prompts", "1", "-o", str(tmp_path / "y.jsonl")]) == 0
     with pytest.raises(LLMEvalError, match="at most 4 examples"):
         from superpose.resources import memory_limit
         from superpose.verify.llm_models import load_scorer

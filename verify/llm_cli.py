@@ -44,9 +44,10 @@ def _cmd_llm_eval(args) -> int:
     family = load_family(args.family) if args.family else None  # bad family before loading a model
     loaded = load_scorer(args.model, fmt, args.dtype, memory_limit(args.memory_limit), args.device)
     if loaded.family is not None:
-        if family is not None:
-            raise LLMEvalError(f"--family: the {loaded.kind} model reads only its own tasks; leave --family out")
-        family = loaded.family
+        if family is not None and family.token_tasks != loaded.family.token_tasks:
+            raise LLMEvalError(f"--family: the {loaded.kind} model reads only its own tasks; leave --family out "
+                               "(or give the TASKS.json it was built or trained for)")
+        family = family or loaded.family
     elif family is None:
         family = load_family("countries")
     tasks = args.tasks or list(family.tasks)
@@ -80,8 +81,9 @@ def register(subparsers) -> None:
     p.add_argument("--model", required=True,
                    help="a Hugging Face model directory (config.json), a `superpose export` or `export-trained` "
                         ".safetensors, or a `superpose train` checkpoint directory")
-    p.add_argument("--family", help=f"bundled family ({', '.join(family_names())}) or a family .json "
-                                    "(text models; default countries); token-level models use their own tasks")
+    p.add_argument("--family", help=f"bundled family ({', '.join(family_names())}), a family .json, or a "
+                                    "TASKS.json as its token-level family (default: countries for a text model, "
+                                    "a token-level model's own tasks)")
     p.add_argument("--tasks", nargs="+", help="the family's tasks to mix (default: all)")
     p.add_argument("--shares", nargs="+", type=float, help="each task's share of the examples (default: equal)")
     p.add_argument("--examples", type=int, default=6, help="in-context examples per prompt (default 6)")

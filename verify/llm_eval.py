@@ -4,14 +4,16 @@ A prompt mixes in-context examples of several tasks of one *family* (the same in
 one answer per task) and ends with a query; the measurement asks how the probability
 of each task's answer on the query tracks the task's share of the examples.
 
-**Families** are bundled JSON files in ``verify/families/`` (``family_names()``)::
+**Families** are bundled JSON files in ``verify/families/`` (``family_names()``), or any file
+of that schema::
 
     {"description": "...", "tasks": ["capital", "continent", ...],
      "items": [{"input": "France", "answers": {"capital": "Paris", ...}}, ...]}
 
 Every item answers every task; unknown keys are errors. ``token_family(tasks)`` is the
 token-level version of a ``superpose.setting.TaskSet`` (what the constructed and the
-trained models read): one item per input tuple of distinct tokens.
+trained models read): one item per input tuple of distinct tokens, written as text (token
+names joined by spaces) for a text model, so all three kinds of model can read one family.
 
 **Prompt format** (``PromptFormat``, text models): each example is one line
 ``input{arrow}{answer_prefix}answer{separator}``, by default ``"France -> Paris\n"``,
@@ -140,7 +142,8 @@ def family_from_json(data: Any, name: str) -> Family:
 
 
 def load_family(name_or_path: str) -> Family:
-    """A bundled family by name (``family_names()``) or a family JSON file by path."""
+    """A bundled family by name (``family_names()``), a family JSON file by path, or a ``TASKS.json``
+    (``superpose.setting.TaskSet``; recognised by its ``vocab_size``) as its ``token_family``."""
     path = Path(name_or_path)
     if not path.suffix == ".json":
         if name_or_path not in family_names():
@@ -154,12 +157,17 @@ def load_family(name_or_path: str) -> Family:
         raise LLMEvalError(f"--family: cannot read {path}: {e.strerror or e}") from None
     except ValueError as e:
         raise LLMEvalError(f"--family: {path} is not valid JSON ({e})") from None
+    if isinstance(data, dict) and "vocab_size" in data:  # a TASKS.json: its token-level family
+        return token_family(TaskSet.from_json(data), path.stem)
     return family_from_json(data, path.stem)
 
 
 def token_family(tasks: TaskSet, name: str = "tokens") -> Family:
     """The token-level family of ``tasks``: one item per input tuple of distinct content tokens
     (as the trained models were trained on), answers as token names joined by spaces."""
+    if any(len(tasks.name_of(t).split()) != 1 for t in range(tasks.vocab_size)):
+        raise LLMEvalError(f"{name}: token names must be non-empty and without spaces (answers of several "
+                           "tokens are written with spaces between them)")
     items = []
     for inputs in permutations(range(tasks.vocab_size), tasks.slots):
         answers = tuple(" ".join(tasks.name_of(t) for t in tasks.answer_of(task, inputs)) for task in tasks.tasks)
