@@ -13,6 +13,7 @@
     superpose train ... / superpose evaluate-mixtures ...   (train/cli.py)
     superpose generate TASKS.json PROMPT.json [--decoder ...] (verify/generate_cli.py)
     superpose export-trained CHECKPOINT -o FILE.safetensors  (train/inside_cli.py)
+    superpose llm-eval --model PATH [--family NAME] -o RESULTS.jsonl (verify/llm_cli.py)
 
 Exit status of ``run`` and ``demo``: 0 when the output is within the error bound, and also
 0 when there is no bound (the reason is printed: ``no bound: ...``, with the measured
@@ -48,7 +49,8 @@ from superpose.verify.compare import run_report
 COMMAND_MODULES: tuple[str, ...] = (
     "superpose.verify.cli", "superpose.verify.explain_cli", "superpose.proofs.cli", "superpose.examples.cli",
     "superpose.train.cli", "superpose.verify.generate_cli",
-    "superpose.train.inside_cli")  # export-trained (issue 14)
+    "superpose.train.inside_cli",  # export-trained (issue 14)
+    "superpose.verify.llm_cli")    # llm-eval (issue 16)
 
 
 class _UsageError(Exception):

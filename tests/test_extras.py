@@ -68,9 +68,10 @@ def test_subcommands_that_need_an_extra_name_it(tmp_path):
              ("plot", ["plot", tmp_path / "sweep.jsonl", "-o", tmp_path / "figures"]),
              ("export", export),
              ("lens", [*export, "--check-transformer-lens", "1"]),
-             ("lens", ["export-trained", "train/results/generation", "-o", tmp_path / "t.safetensors"])]
+             ("lens", ["export-trained", "train/results/generation", "-o", tmp_path / "t.safetensors"]),
+             ("lens", ["llm-eval", "--model", "train/results/generation", "-o", tmp_path / "r.jsonl"])]
     for (extra, argv), (code, out, err) in zip(cases, blocked_cli(*[argv for _, argv in cases])):
         lines = err.strip().splitlines()
         assert code == 2 and out == "" and len(lines) == 1, (argv, err)
         assert f"pip install 'superpose[{extra}]'" in lines[0], (argv, err)
-    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "t.safetensors").exists() and not (tmp_path / "figures").exists()
+    assert not (tmp_path / "m.safetensors").exists() and not (tmp_path / "t.safetensors").exists() and not (tmp_path / "r.jsonl").exists() and not (tmp_path / "figures").exists()
