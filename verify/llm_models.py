@@ -132,12 +132,15 @@ def load_hf(name: str, dtype: str, limit: MemoryLimit, device: str = "cpu") -> H
             raise ResourceError(f"loading {name} would need about {format_size(need)} ({n:,} parameters x "
                                 f"{DTYPE_BYTES[dtype]} bytes in {dtype}, plus a fifth), over the memory limit "
                                 f"{limit}; use --dtype bfloat16 or raise --memory-limit")
+    # read at call time (huggingface_hub reads it once, at import): offline, a hub name fails at once
+    offline = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype), local_files_only=local)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local or offline)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=getattr(torch, dtype), local_files_only=local or offline)
     except Exception as e:  # transformers raises OSError, ValueError, HTTP errors...: one line either way
         where = "from the local directory" if local else \
-            "(not a local directory, and it could not be fetched from the Hugging Face hub)"
+            "(not a local directory, and it could not be fetched from the Hugging Face hub" + \
+            (": HF_HUB_OFFLINE is set)" if offline else ")")
         raise LLMEvalError(f"--model: cannot load {name} {where}: {type(e).__name__}: "
                            f"{' '.join(str(e).split())[:200]}") from None
     try:
