@@ -96,20 +96,21 @@ QUICK = BenchOptions(throughput_lengths=(64, 256), lengths=(64, 128, 256), tasks
 # ---------------------------------------------------------------------------------------------
 # Machine and memory.
 
-def _meminfo(key: str) -> float:
-    with open("/proc/meminfo") as f:
+def _proc_bytes(path: str, key: str) -> float:
+    """A ``key:  N kB`` field of a /proc file (``/proc/meminfo``, ``/proc/self/status``) in bytes."""
+    with open(path) as f:
         for line in f:
             if line.startswith(key + ":"):
                 return float(line.split()[1]) * 1024
     return math.nan
+
+
+def _meminfo(key: str) -> float:
+    return _proc_bytes("/proc/meminfo", key)
 
 
 def _status(key: str) -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return float(line.split()[1]) * 1024
-    return math.nan
+    return _proc_bytes("/proc/self/status", key)
 
 
 def _reset_peak_rss() -> bool:

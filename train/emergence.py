@@ -35,7 +35,7 @@ from superpose.setting import Prompt, TaskSet
 
 from .bayes import bayes_floor, bayes_probabilities
 from .data import mixed_prompt
-from .mixtures import (ProbabilityFn, calibration_metrics, constructed_probabilities, mixture_prompts,
+from .mixtures import (ProbabilityFn, calibration_metrics, constructed_probabilities, mixture_prompts, share_axes,
                        trained_probabilities)
 from .model import n_params
 
@@ -205,11 +205,7 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
             ax.errorbar(x, ys.mean(0), yerr=err, marker="o", ms=3, capsize=2, lw=1,
                         label=f"{group} (d{summary['d_model']} L{summary['n_layers']}, {len(curves)} seeds)")
         ax.set_title(f"{arm} arm", fontsize=10)
-        ax.set_xlabel("task's share of the in-context examples")
-        ax.set_ylabel("probability on the task's answer")
-        ax.set_xlim(-0.03, 1.03)
-        ax.set_ylim(-0.03, 1.03)
-        ax.legend(fontsize=6.5, loc="upper left")
+        share_axes(ax, legend_size=6.5)
     fig.tight_layout()
     _save(fig, paths["calibration"], force, inputs)
 

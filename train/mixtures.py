@@ -131,6 +131,15 @@ def evaluate_mixtures(tasks: TaskSet, models: dict[str, ProbabilityFn], n_exampl
             for name, fn in models.items()}
 
 
+def share_axes(ax, legend_size: float = 7) -> None:
+    """Label and frame a probability-vs-share panel (both axes on [0, 1]) and add its legend."""
+    ax.set_xlabel("task's share of the in-context examples")
+    ax.set_ylabel("probability on the task's answer")
+    ax.set_xlim(-0.03, 1.03)
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=legend_size, loc="upper left")
+
+
 def plot_calibration(results: dict, path: str, force: bool = True, inputs: Sequence[str] = ()) -> None:
     """One panel per task subset: mean probability on each task's answer vs its share (a PNG, written
     atomically; ``force=False`` refuses an existing file)."""
@@ -151,11 +160,7 @@ def plot_calibration(results: dict, path: str, force: bool = True, inputs: Seque
             ax.scatter(share, prob, s=18, marker=markers[j % len(markers)], alpha=0.75,
                        label=f"{name}: slope {cal['slope']:.2f}, R² {cal['r2']:.2f}, KL {cal['kl']:.3f}")
         ax.set_title(" + ".join(cal["tasks"]), fontsize=9)
-        ax.set_xlabel("task's share of the in-context examples")
-        ax.set_ylabel("probability on the task's answer")
-        ax.set_xlim(-0.03, 1.03)
-        ax.set_ylim(-0.03, 1.03)
-        ax.legend(fontsize=7, loc="upper left")
+        share_axes(ax, legend_size=7)
     fig.tight_layout()
     from superpose.files import atomic_write
 
