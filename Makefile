@@ -24,8 +24,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/superpose demo
 
+# One pytest-xdist worker per core; tests/conftest.py groups tests by file (a module's fixtures run
+# once) and puts every Hypothesis test with the compile-count test on one worker.
 test: $(STAMP)
-	$(BIN)/python -m pytest --durations=10
+	$(BIN)/python -m pytest -n auto --dist loadgroup --durations=10
 
 prove: $(STAMP)
 	$(BIN)/superpose prove

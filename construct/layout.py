@@ -92,10 +92,12 @@ class Layout:
         shape = block.shape
         if len(index) != len(shape):
             raise IndexError(f"block {name!r} has shape {shape}, got index {index}")
-        for i, n in zip(index, shape):
+        flat = 0
+        for i, n in zip(index, shape):  # row-major, as np.ravel_multi_index (which is slow per call)
             if not 0 <= i < n:
                 raise IndexError(f"index {index} out of range for block {name!r} of shape {shape}")
-        return block.start + (int(np.ravel_multi_index(index, shape)) if shape else 0)
+            flat = flat * n + int(i)
+        return block.start + flat
 
     def block_of(self, dim: int) -> Block:
         if not 0 <= dim < self.d_model:

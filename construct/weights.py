@@ -43,8 +43,8 @@ def form(layout: Layout, *directions: tuple, scale: Coeff = 1) -> Form:
 def combine(*forms_and_scales: tuple[Form, Coeff]) -> Form:
     out: Form = {}
     for f, scale in forms_and_scales:
-        for dim, c in f.items():
-            out[dim] = out.get(dim, 0) + c * scale
+        for dim, c in f.items():  # scale 1 skips a Fraction product (builds are dominated by these)
+            out[dim] = out.get(dim, 0) + (c if scale == 1 else c * scale)
     return {d: c for d, c in out.items() if c != 0}
 
 

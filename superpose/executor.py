@@ -290,8 +290,10 @@ def pad_params(params: Any, config: ModelConfig, shape: ModelConfig) -> Any:
     if covering_config(config, shape) != shape:
         raise ValueError(f"cannot pad {config} into the smaller {shape}")
 
-    def pad(array, target):
-        return np.pad(array, [(0, t - n) for n, t in zip(array.shape, target)])
+    def pad(array, target):  # zeros then one slice copy: np.pad is several times slower on small arrays
+        out = np.zeros(target, array.dtype)
+        out[tuple(slice(0, n) for n in array.shape)] = array
+        return out
 
     return jax.tree_util.tree_map(pad, params, param_shapes(shape),
                                   is_leaf=lambda x: isinstance(x, np.ndarray))

@@ -62,8 +62,9 @@ def device_params(model, dtype: str, shape: ModelConfig | None = None) -> Any:
     key = ("params", dtype, shape)
     if key not in model.cache:
         params = model.params if shape is None else pad_params(model.params, model.config, shape)
+        host = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=dtype), params)
         with jax.enable_x64(dtype == "float64"):
-            model.cache[key] = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype=dtype), params)
+            model.cache[key] = jax.device_put(host)  # one batched transfer of the whole tree
     return model.cache[key]
 
 

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, is_hypothesis_test, settings
 
 from superpose import Example, Prompt, Task, TaskSet
 from superpose import executor
@@ -36,10 +36,20 @@ def pytest_runtest_call(item):
         HYPOTHESIS_PROGRAMS.update(k for k, n in executor.PROGRAM_LOG.items() if n > before.get(k, 0))
 
 
-def pytest_collection_modifyitems(items):
-    """The compile-count test reads what the Hypothesis tests before it ran: run it last."""
+@pytest.hookimpl(tryfirst=True)   # before xdist's own hook, which reads the xdist_group markers
+def pytest_collection_modifyitems(config, items):
+    """The compile-count test reads what the Hypothesis tests before it ran: run it last.
+
+    Under pytest-xdist (``make test``: ``-n auto --dist loadgroup``) the Hypothesis tests and the
+    compile-count test form one group, so one worker runs them all, in this order, and the count is
+    the whole Hypothesis suite's; every other test is grouped by its file, so a module's fixtures
+    (an example's run, a loaded checkpoint) are computed by one worker only."""
     last = [i for i in items if i.name == "test_the_hypothesis_suite_runs_at_most_five_programs"]
     items[:] = [i for i in items if i not in last] + last
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            hypothesis = item in last or is_hypothesis_test(getattr(item, "obj", None))  # the marker comes later
+            item.add_marker(pytest.mark.xdist_group("hypothesis" if hypothesis else item.path.name))
 
 
 def pytest_sessionfinish(session):
