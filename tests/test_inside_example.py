@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow   # the example runs for minutes on a loaded 2-cor
 
 from superpose.examples import inside_a_trained_model as example
 from superpose.train import inside
-from superpose.train.model import GPT
+from superpose.train.model import GPT, trained_position_table
 from superpose.train.trainer import load_checkpoint
 from superpose.verify.probes import fit_probe
 
@@ -37,7 +37,7 @@ def flax_residuals(run, tokens):
     """The residual at the last token after the embedding and after each block, from Flax's forward pass."""
     _, state = GPT(run.config.model_config).apply({"params": run.params}, tokens, capture_intermediates=True)
     inter = state["intermediates"]
-    embed = inter["embed"]["__call__"][0] + run.params["pos_embed"][: tokens.shape[1]]
+    embed = inter["embed"]["__call__"][0] + trained_position_table(run.params, run.config.model_config)[: tokens.shape[1]]
     blocks = [inter[f"block_{i}"]["__call__"][0] for i in range(run.config.n_layers)]
     return np.stack([np.asarray(h[:, -1], dtype=np.float64) for h in [embed, *blocks]])
 

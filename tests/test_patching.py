@@ -11,7 +11,7 @@ from superpose import Example, Prompt, Task, TaskSet, build, tokenize
 from superpose.model import apply_layers, embed, run_tokens, unembed
 from superpose.train.hooked import from_checkpoint
 from superpose.train.model import GPT
-from superpose.train.trainer import load_checkpoint
+from superpose.train.trainer import CHECKPOINT_FILES, TrainConfig, TrainResult, _initial_state, _save, load_checkpoint
 from superpose.verify.patching import (
     LogitDifference,
     PatchError,
@@ -34,6 +34,15 @@ def trained_run():
 @pytest.fixture(scope="module")
 def trained(trained_run):
     return from_checkpoint(trained_run)
+
+
+@pytest.fixture(scope="module")
+def offset_run():
+    """A randomly initialised GPT with the example-offset position embedding (``train.model``)."""
+    config = TrainConfig(family="positions", vocab_size=8, slots=3, n_examples=4, d_model=16, n_layers=2, n_heads=2,
+                         example_positions=True)
+    params, opt_state = _initial_state(config)
+    return TrainResult(config, params, opt_state, 0)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +73,19 @@ def test_trained_forward_matches_flax(trained_run, trained):
     flax = _flax_logits(trained_run, tokens)
     ours = run_with_patches(trained, tokens)
     assert np.abs(ours - flax).max() <= 64 * F32_EPS * np.abs(flax).max()   # Flax runs in float32
+
+
+def test_the_example_offset_embedding_folds_into_the_position_table(offset_run):
+    """The hookable model (one ``W_pos``) equals Flax's GPT, whose offset table is a separate parameter
+    that changes its output (so the fold is not comparing two models that ignore it)."""
+    config = offset_run.config
+    assert config.model_config.example_length == config.tasks.example_length == 5
+    tokens = _random_tokens(np.random.default_rng(2), config.vocab_size + 2, 4, config.n_ctx)
+    flax = _flax_logits(offset_run, tokens)
+    ours = run_with_patches(from_checkpoint(offset_run), tokens)
+    assert np.abs(ours - flax).max() <= 64 * F32_EPS * np.abs(flax).max()
+    without = {**offset_run.params, "example_pos_embed": 0 * offset_run.params["example_pos_embed"]}
+    assert np.abs(_flax_logits(TrainResult(config, without, None, 0), tokens) - flax).max() > 1e-3
 
 
 def test_constructed_forward_matches_runner(constructed_model, constructed):
@@ -177,6 +199,24 @@ def test_transformer_lens_export_matches_flax(trained_run, tmp_path):
     with torch.no_grad():
         lens = hooked(torch.from_numpy(tokens)).numpy().astype(np.float64)
     flax = _flax_logits(trained_run, tokens)
+    assert np.abs(lens - flax).max() <= 64 * F32_EPS * np.abs(flax).max()
+
+
+@pytest.mark.slow
+def test_transformer_lens_export_of_a_model_with_example_offsets(offset_run, tmp_path):
+    import torch
+    from superpose.cli import main
+    from superpose.train.hooked import load_trained_hooked_transformer
+
+    _save(str(tmp_path / "run"), offset_run.config, offset_run.params, offset_run.opt_state, 0, [])
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == sorted(CHECKPOINT_FILES)
+    path = str(tmp_path / "offsets.safetensors")
+    assert main(["export-trained", str(tmp_path / "run"), "-o", path]) == 0
+    config = offset_run.config
+    tokens = _random_tokens(np.random.default_rng(7), config.vocab_size + 2, 4, config.n_ctx)
+    with torch.no_grad():
+        lens = load_trained_hooked_transformer(path)(torch.from_numpy(tokens)).numpy().astype(np.float64)
+    flax = _flax_logits(offset_run, tokens)
     assert np.abs(lens - flax).max() <= 64 * F32_EPS * np.abs(flax).max()
 
 

@@ -91,6 +91,7 @@ def test_resume_rejects_a_different_config_and_corrupt_checkpoints(tmp_path):
     ("d_model", 15, "not divisible by n_heads"),
     ("vocab_size", 2, "must exceed slots"),
     ("learning_rate", -1.0, "learning_rate: must be > 0"),
+    ("example_positions", 1, "example_positions: must be true or false"),
 ])
 def test_bad_train_config(field, value, message):
     with pytest.raises(TrainConfigError, match=message):

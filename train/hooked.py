@@ -10,7 +10,8 @@ give a ``transformer_lens.HookedTransformer`` (``lens`` extra) computing the sam
 * ``MultiHeadDotProductAttention``: ``query/key/value`` kernels ``[d_model, heads, d_head]`` ->
   ``W_Q/W_K/W_V [heads, d_model, d_head]``, ``out`` kernel ``[heads, d_head, d_model]`` -> ``W_O``;
   flax divides the query by ``sqrt(d_head)`` as TransformerLens's default ``use_attn_scale`` does;
-* learned positions ``pos_embed`` -> ``W_pos`` (``positional_embedding_type="standard"``);
+* learned positions ``pos_embed`` (plus the example-offset table, when the model has one:
+  ``train.model.position_table``) -> ``W_pos`` (``positional_embedding_type="standard"``);
 * the unembedding ``Dense`` over all ``vocab + 2`` tokens -> ``W_U``, ``b_U`` (``d_vocab_out = d_vocab``).
 
 The file holds the tensors in TransformerLens's names (float32, as trained) and, in its
@@ -29,6 +30,8 @@ import numpy as np
 from superpose.files import OutputFileError, atomic_write
 from superpose.setting import WeightsFileError
 from superpose.verify.patching import HookedWeights
+
+from .model import trained_position_table
 
 FORMAT = "superpose-trained-lens/1"
 FLAX_LN_EPS = 1e-6   # flax.linen.LayerNorm's default epsilon
@@ -50,7 +53,8 @@ def from_checkpoint(run) -> HookedWeights:
                      ln2_w=f64(b["ln_mlp"]["scale"]), ln2_b=f64(b["ln_mlp"]["bias"]))
         blocks.append(block)
     d_head = run.config.d_model // run.config.n_heads
-    return HookedWeights(f64(p["embed"]["embedding"]), f64(p["pos_embed"]), blocks, f64(p["unembed"]["kernel"]),
+    positions = trained_position_table(p, run.config.model_config)
+    return HookedWeights(f64(p["embed"]["embedding"]), f64(positions), blocks, f64(p["unembed"]["kernel"]),
                          f64(p["unembed"]["bias"]), act="gelu_tanh", attn_scale=float(np.sqrt(d_head)),
                          layer_norm=True, ln_eps=FLAX_LN_EPS,
                          ln_final=(f64(p["ln_final"]["scale"]), f64(p["ln_final"]["bias"])), output="logits",

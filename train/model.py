@@ -2,6 +2,16 @@
 
 Unlike the constructed model this one is trained, so it uses the usual ingredients of
 trained transformers (layer norm, GELU, random initialisation).
+
+Positions: a learned table ``pos_embed[t]`` as in GPT-2 and, when ``example_length`` L > 0,
+a second learned table indexed by the offset inside an example (``example_offsets``: BOS is
+row L, then the offsets ``0, 1, .., L - 1`` repeat once per example). The sum
+``position_table`` is still one vector per absolute position, so the model is a plain GPT
+with learned absolute positions whose table is parametrised as "GPT-2's table plus a
+periodic part"; the TransformerLens export folds it into ``W_pos``. Why: in-context
+retrieval needs every token to know its offset in its example, and with GPT-2's table alone
+each of the ~100 positions has to learn that separately. The runs without it stayed on the
+loss plateau of a uniform guess over the query's characters (README, Emergence).
 """
 
 from __future__ import annotations
@@ -9,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import flax.linen as nn
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -18,6 +29,7 @@ class GPTConfig:
     d_model: int = 64
     n_layers: int = 3
     n_heads: int = 4
+    example_length: int = 0   # > 0: add the learned example-offset embedding (module docstring)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -46,12 +58,37 @@ class GPT(nn.Module):
         c = self.config
         h = nn.Embed(c.vocab_size, c.d_model, name="embed")(tokens)
         pos = self.param("pos_embed", nn.initializers.normal(0.02), (c.n_ctx, c.d_model))
-        h = h + pos[: tokens.shape[1]]
+        offset_embed = self.param("example_pos_embed", nn.linear.default_embed_init,
+                                  (c.example_length + 1, c.d_model)) if c.example_length else None
+        h = h + position_table(pos, offset_embed, c.example_length)[: tokens.shape[1]]
         mask = nn.make_causal_mask(tokens)
         for i in range(c.n_layers):
             h = Block(c, name=f"block_{i}")(h, mask)
         h = nn.LayerNorm(name="ln_final")(h)
         return nn.Dense(c.vocab_size, name="unembed")(h)
+
+
+def example_offsets(n_ctx: int, example_length: int) -> np.ndarray:
+    """Row of the example-offset table for each position: BOS -> L, then ``(t - 1) mod L``.
+
+    >>> example_offsets(8, 3).tolist()
+    [3, 0, 1, 2, 0, 1, 2, 0]
+    """
+    t = np.arange(n_ctx)
+    return np.where(t == 0, example_length, (t - 1) % example_length)
+
+
+def position_table(pos_embed, example_pos_embed, example_length: int):
+    """The position vector added at each absolute position: ``pos_embed[t]`` plus, with an
+    example length, ``example_pos_embed[example_offsets(t)]`` (JAX or NumPy arrays)."""
+    if not example_length:
+        return pos_embed
+    return pos_embed + example_pos_embed[example_offsets(pos_embed.shape[0], example_length)]
+
+
+def trained_position_table(params, config: GPTConfig):
+    """``position_table`` of a trained model's params."""
+    return position_table(params["pos_embed"], params.get("example_pos_embed"), config.example_length)
 
 
 def n_params(params) -> int:

@@ -55,6 +55,7 @@ class TrainConfig:
     arm: str = "conclusive"       # the training distribution (train.data.arm_batch): conclusive, weak or mixed
     label_noise: float = 0.0      # probability that an example's answer is a uniformly random token
     dirichlet_alpha: float = 1.0  # the mixed arm's Dirichlet concentration of task proportions
+    example_positions: bool = False  # add the learned example-offset embedding (train.model)
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -92,6 +93,8 @@ class TrainConfig:
         if isinstance(self.dirichlet_alpha, bool) or not isinstance(self.dirichlet_alpha, (int, float)) \
                 or not self.dirichlet_alpha > 0:
             raise TrainConfigError(f"dirichlet_alpha: must be a number > 0, got {self.dirichlet_alpha!r}")
+        if not isinstance(self.example_positions, bool):
+            raise TrainConfigError(f"example_positions: must be true or false, got {self.example_positions!r}")
         if (self.arm != "conclusive" or self.label_noise) and self.tasks.answer_length != 1:
             raise TrainConfigError(f"arm {self.arm!r} with label_noise {self.label_noise}: needs one-token "
                                    f"answers, family {self.family!r} has {self.tasks.answer_length}")
@@ -111,7 +114,8 @@ class TrainConfig:
     @property
     def model_config(self) -> GPTConfig:
         return GPTConfig(vocab_size=self.vocab_size + 2, n_ctx=self.n_ctx, d_model=self.d_model,
-                         n_layers=self.n_layers, n_heads=self.n_heads)
+                         n_layers=self.n_layers, n_heads=self.n_heads,
+                         example_length=self.tasks.example_length if self.example_positions else 0)
 
 
 @dataclass
