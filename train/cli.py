@@ -148,7 +148,7 @@ def _subsets(texts, tasks) -> list[tuple[int, ...]]:
 
 def _evaluate_emergence(args, runs, subsets, inputs) -> int:
     """The emergence experiment's evaluation (``train.emergence``) of runs of the positions family."""
-    from .emergence import evaluate_runs, plot_report, report_table
+    from .emergence import evaluate_runs, plot_report, report_table, run_table
 
     for name in ("coverage_prompts", "constructed_prompts_per_point"):
         if getattr(args, name) < 0 or (name == "coverage_prompts" and getattr(args, name) < 1):
@@ -169,6 +169,8 @@ def _evaluate_emergence(args, runs, subsets, inputs) -> int:
     plot_report(report, {k: os.path.join(args.out, f"{k}.png") for k in ("calibration", "coverage", "kl_size")},
                 force=args.force, inputs=inputs)
     print(report_table(report))
+    print()
+    print(run_table(report))
     print(f"wrote {args.out}/emergence.json, calibration.png, coverage.png and kl_size.png")
     return 0
 

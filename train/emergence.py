@@ -288,3 +288,21 @@ def report_table(report: dict) -> str:
                      f"{np.mean([c['off_task_mass'] for c in cal]):.3f} | "
                      f"{e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
     return "\n".join(lines)
+
+
+def run_table(report: dict) -> str:
+    """One row per trained run (seeds apart: a group's mean hides which seeds learned), metrics
+    averaged over the task subsets."""
+    lines = ["| run | steps | accuracy (after 9 examples) | eval loss − Bayes loss | slope | R² | KL(shares ‖ q) | "
+             "KL(Bayes ‖ q) | off-task mass | r/K' (K' = 2 / max) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, e in report["models"].items():
+        if e["kind"] != "trained":
+            continue
+        cal = list(e["subsets"].values())
+        mean = lambda key: float(np.mean([c[key] for c in cal]))  # noqa: E731
+        ks = sorted(e["coverage"], key=int)
+        gap = e.get("gap_to_bayes")
+        lines.append(f"| {name} | {e['step']:,} | {e['accuracy_last']:.2f} | {'—' if gap is None else f'{gap:.3f}'} | "
+                     f"{mean('slope'):.2f} | {mean('r2'):.2f} | {mean('kl'):.2f} | {mean('kl_bayes'):.2f} | "
+                     f"{mean('off_task_mass'):.3f} | {e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
+    return "\n".join(lines)
