@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed-stamp
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 
-.PHONY: install demo test examples notebooks explain explain-figure prove emergence emergence-s8 generation figures bench user-fuzz sweep-scale clean
+.PHONY: install demo test examples notebooks explain explain-figure prove emergence emergence-s8 emergence-offsets generation figures bench user-fuzz sweep-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,17 @@ emergence-s8: $(STAMP)
 	  $(BIN)/superpose train --config train/configs/emergence/s8-$$run.json --seed $$seed \
 	    --out train/results/emergence/s8/s8-$$run-seed$$seed --continue || exit 1; \
 	done; done
+
+# The emergence grid with the learned example-offset position embedding (TrainConfig.example_positions):
+# 4 positions, three arms, 3 seeds of 9,000 steps, evaluated on mixed prompts; plus the conclusive
+# arm's 3,000-step runs, which stayed on the plateau (README, Emergence). Resumable as above.
+emergence-offsets: $(STAMP)
+	for seed in $(EMERGENCE_SEEDS); do for run in conclusive-long weak-long mixed-long conclusive; do \
+	  $(BIN)/superpose train --config train/configs/emergence/s4-offsets-$$run.json --seed $$seed \
+	    --out train/results/emergence/s4-offsets/s4-offsets-$$run-seed$$seed --continue || exit 1; \
+	done; done
+	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/emergence/s4-offsets/s4-offsets-*-seed* \
+	  --out train/results/emergence/s4-offsets --force
 
 # Generation collapse in a trained transformer (issue 13): two-token answers, then decoders and collapse
 # on mixed prompts against the analytic rules.

@@ -113,7 +113,8 @@ def test_continue_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, cap
     assert "different config" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("experiment,run", [("s4", "s4-conclusive-seed0"), ("s4", "s4-mixed-seed0")])
+@pytest.mark.parametrize("experiment,run", [("s4", "s4-conclusive-seed0"), ("s4", "s4-mixed-seed0"),
+                                            ("s4-offsets", "s4-offsets-conclusive-long-seed0")])
 def test_committed_checkpoint_reproduces_its_committed_metrics_exactly(experiment, run):
     with open(os.path.join(RESULTS, experiment, "emergence.json")) as f:
         committed = json.load(f)
@@ -125,14 +126,17 @@ def test_committed_checkpoint_reproduces_its_committed_metrics_exactly(experimen
     assert report["models"][run] == committed["models"][run]
 
 
-@pytest.mark.parametrize("experiment", ["s4", "s8"])
+@pytest.mark.parametrize("experiment", ["s4", "s8", "s4-offsets"])
 def test_the_readme_tables_are_the_ones_evaluate_mixtures_printed(experiment):
-    from superpose.train.emergence import report_table
+    from superpose.train.emergence import report_table, run_table
 
     with open(os.path.join(RESULTS, experiment, "emergence.json")) as f:
         report = json.load(f)
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
-        assert report_table(report) in f.read()
+        readme = f.read()
+    assert report_table(report) in readme
+    if experiment == "s4-offsets":   # the runs that learned are told apart from those that did not
+        assert run_table(report) in readme
 
 
 def test_evaluate_mixtures_cli_on_a_committed_checkpoint_and_its_bad_options(tmp_path, capsys):

@@ -230,7 +230,8 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for key, label, marker in (("kl", "KL(shares ‖ q)", "o"), ("kl_bayes", "KL(Bayes of the arm ‖ q)", "s")):
         for arm in arms:
-            rows = sorted((s["params"], s) for s in groups.values() if s["arm"] == arm)
+            # by size only: groups of one size (runs of other lengths) must not compare their dicts
+            rows = sorted(((s["params"], s) for s in groups.values() if s["arm"] == arm), key=lambda r: r[0])
             if not rows:
                 continue
             x = [p for p, _ in rows]
