@@ -84,6 +84,7 @@ def test_coverage_prompts_are_uniform_mixtures_and_coverage_counts_top_k():
     assert interval([1.0, 2.0, 3.0])["ci95"] == pytest.approx(4.302652729911275 * 1 / np.sqrt(3))
 
 
+@pytest.mark.slow
 def test_short_training_run_of_the_mixed_arm_approaches_its_bayes_floor(tmp_path):
     config = TrainConfig(family="positions", vocab_size=8, slots=2, n_examples=4, arm="mixed", label_noise=0.05,
                          dirichlet_alpha=0.5, d_model=16, n_layers=1, n_heads=2, batch_size=32, steps=60,
@@ -95,6 +96,7 @@ def test_short_training_run_of_the_mixed_arm_approaches_its_bayes_floor(tmp_path
     assert load_checkpoint(str(tmp_path / "run")).step == 60
 
 
+@pytest.mark.slow
 def test_continue_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, capsys):
     import superpose.cli
 
