@@ -10,7 +10,7 @@ row L, then the offsets ``0, 1, .., L - 1`` repeat once per example). The sum
 with learned absolute positions whose table is parametrised as "GPT-2's table plus a
 periodic part"; the TransformerLens export folds it into ``W_pos``. Why: in-context
 retrieval needs every token to know its offset in its example, and with GPT-2's table alone
-each of the ~100 positions has to learn that separately. No run without it left the loss
+each position (60 of them at 4 input slots, 100 at 8) has to learn that separately. No run without it left the loss
 plateau of a uniform guess over the query's characters; with it, 4-position runs do
 (README, Emergence: ``make emergence-offsets``).
 """
