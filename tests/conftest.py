@@ -1,3 +1,6 @@
+import contextlib
+import importlib
+import io
 import json
 import os
 
@@ -57,6 +60,14 @@ def pytest_sessionfinish(session):
     if report:   # for test_compile_count, which runs the Hypothesis tests in a subprocess when run alone
         with open(report, "w") as f:
             json.dump(sorted(repr(k) for k in HYPOTHESIS_PROGRAMS), f)
+
+
+def run_example(module: str, out_dir):
+    """(returned result, printed text) of ``superpose.examples.<module>.main`` at its small size."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        result = importlib.import_module(f"superpose.examples.{module}").main(out_dir=out_dir, small=True)
+    return result, printed.getvalue()
 
 
 @pytest.fixture

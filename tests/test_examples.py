@@ -5,10 +5,8 @@ written independently of the construction) or is derived by hand from the prompt
 none is read back from the code under test.
 """
 
-import contextlib
 import doctest
 import importlib
-import io
 import itertools
 import math
 import pkgutil
@@ -18,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from conftest import run_example
 
 import superpose.cli
 import superpose.examples
@@ -30,14 +30,6 @@ TOL = 1e-12          # float64 at sharpness 50: the model's own bound is ~7e-12
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 WORD = {"seven": 17, "six": 16, "two": 12}  # digit_tasks: the word for x is token 10 + x
-
-
-def run_example(module: str, out_dir: Path):
-    """(returned result, printed text) of one example at its small size."""
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        result = importlib.import_module(f"superpose.examples.{module}").main(out_dir=out_dir, small=True)
-    return result, printed.getvalue()
 
 
 def assert_png(path: Path):

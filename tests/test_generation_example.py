@@ -1,10 +1,10 @@
 """examples/generation_collapse.py: its numbers, derived by hand from the prompt (shares 1/2 : 1/3 : 1/6
 for seven : eight : six__), hold whether it decodes the analytic prediction or the constructed model."""
 
-import contextlib
-import io
 
 import pytest
+
+from conftest import run_example
 
 from superpose.examples import generation_collapse as example
 
@@ -13,11 +13,8 @@ TOL = 1e-9   # exact for the analytic step; the constructed model in float64 is 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
-    out = tmp_path_factory.mktemp("figures")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        r = example.main(out_dir=out, small=True)
-    r.printed = printed.getvalue()
+    r, printed = run_example("generation_collapse", tmp_path_factory.mktemp("figures"))
+    r.printed = printed
     return r
 
 

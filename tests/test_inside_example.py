@@ -4,14 +4,14 @@ The trained model's numbers are recomputed from independent pieces: the residual
 from Flax's own forward pass (``capture_intermediates``), probed by ``fit_probe``.
 """
 
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
+
+from conftest import run_example
 
 pytestmark = pytest.mark.slow   # the example runs for minutes on a loaded 2-core machine
 
@@ -26,11 +26,7 @@ N_PROBE_SMALL = 160   # main(small=True) probes this many prompts (seed 0)
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory):
-    out = tmp_path_factory.mktemp("inside")
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        result = example.main(out_dir=out, small=True)
-    return result, printed.getvalue()
+    return run_example("inside_a_trained_model", tmp_path_factory.mktemp("inside"))
 
 
 def flax_residuals(run, tokens):

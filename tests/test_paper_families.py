@@ -6,9 +6,6 @@ computed here, and against mixtures derived by hand from the example counts; the
 tables are checked entry by entry against facts written here or read from the data file.
 """
 
-import contextlib
-import importlib
-import io
 import json
 import subprocess
 import sys
@@ -19,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_example
+
 import superpose.cli
 from superpose import Example, Prompt, Task, TaskSet
 from superpose.examples import cli as examples_cli
@@ -28,13 +27,6 @@ TOL = 1e-12          # float64 at sharpness 50 (the models' own bounds are ~1e-1
 ROOT = Path(__file__).resolve().parents[1]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FAMILIES = ["ab_digits", "add_and_translate", "country_capital"]
-
-
-def run_example(module: str, out_dir: Path):
-    printed = io.StringIO()
-    with contextlib.redirect_stdout(printed):
-        result = importlib.import_module(f"superpose.examples.{module}").main(out_dir=out_dir, small=True)
-    return result, printed.getvalue()
 
 
 def distribution(d: int, weights: dict[int, Fraction]) -> np.ndarray:
