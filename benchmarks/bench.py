@@ -31,6 +31,7 @@ block-wise path computes the visible blocks only, ``q k^T`` twice (max, then sum
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -170,22 +171,27 @@ def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float | None:
     return float(np.polyfit([p[0] for p in pts], [p[1] for p in pts], 1)[0])
 
 
-def forward_flops(config: ModelConfig, batch: int, length: int) -> int:
+def forward_flops(config: ModelConfig, batch: int, length: int,
+                  heads: tuple[tuple[int, ...], ...] | None = None) -> int:
     """FLOPs of the matrix products of one forward pass as the executor runs it: all T x T
-    scores on the dense path, the visible blocks (``q k^T`` twice) on the block-wise path."""
-    T, D, H, dh, M = length, config.d_model, config.n_heads, config.d_head, config.d_mlp
+    scores on the dense path, the visible blocks (``q k^T`` twice) on the block-wise path;
+    for the computed heads only (``heads``, per layer; default all)."""
+    T, D, dh, M = length, config.d_model, config.d_head, config.d_mlp
     block = attention_block(T)
-    if block >= T:
-        attention = 2 * 2 * H * T * T * dh                  # q k^T and (exp) v
-    else:
-        n = -(-T // block)
-        pairs = n * (n + 1) // 2 * block * block            # (query, key) pairs in the visible blocks
-        attention = 3 * 2 * H * pairs * dh                  # q k^T for the max, again for the sums, (exp) v
-    per_layer = (3 * 2 * T * D * H * dh      # q, k, v projections
-                 + attention
-                 + 2 * T * H * dh * D        # output projection
-                 + 2 * 2 * T * D * M)        # MLP in and out
-    return batch * (config.n_layers * per_layer + 2 * T * D * config.d_out)
+    total = 2 * T * D * config.d_out
+    for layer in range(config.n_layers):
+        H = config.n_heads if heads is None else len(heads[layer])
+        if block >= T:
+            attention = 2 * 2 * H * T * T * dh                  # q k^T and (exp) v
+        else:
+            n = -(-T // block)
+            pairs = n * (n + 1) // 2 * block * block            # (query, key) pairs in the visible blocks
+            attention = 3 * 2 * H * pairs * dh                  # q k^T for the max, again for the sums, (exp) v
+        total += (3 * 2 * T * D * H * dh      # q, k, v projections
+                  + attention
+                  + 2 * T * H * dh * D        # output projection
+                  + 2 * 2 * T * D * M)        # MLP in and out
+    return batch * total
 
 
 def dense_matmul_flops(n: int, dtype: str, repeats: int) -> dict:
@@ -232,26 +238,30 @@ def _max_error(case: _Case, readout: np.ndarray) -> float:
 
 
 def measure_forward(options: BenchOptions, n_tasks: int, length: int, batch: int, memory_limit: float,
-                    seed: int = 0, ceiling: float | None = None) -> dict:
+                    seed: int = 0, ceiling: float | None = None, one_device: bool = False) -> dict:
     """Compile, check the memory plan against ``memory_limit``, then time and check one forward pass
     of the executor (``superpose.executor.compiled_forward``, as ``superpose.model.run_tokens`` runs it)."""
     import jax
     import jax.numpy as jnp
 
-    from superpose.model import ProgramKey, compiled_forward, device_params
+    from superpose.model import compiled_forward, program_inputs, program_key
 
     case = _case(options, n_tasks, length, batch, seed)
     config, dtype = case.model.config, options.dtype
-    block = attention_block(length)
-    point: dict[str, Any] = {"T": length, "K": n_tasks, "batch": batch, "block": block if block < length else None,
+    key = program_key(case.model, batch, length, dtype)   # as superpose.model.run_tokens picks it
+    if one_device:
+        key = dataclasses.replace(key, devices=1)
+    live = key.heads
+    point: dict[str, Any] = {"T": length, "K": n_tasks, "batch": batch,
+                             "block": key.block if key.block < length else None,
                              "d_model": config.d_model, "n_heads": config.n_heads, "d_head": config.d_head,
                              "d_mlp": config.d_mlp, "n_params": case.model.n_params,
-                             "flops": forward_flops(config, batch, length)}
+                             "heads_computed": config.n_layers * config.n_heads if live is None else sum(map(len, live)),
+                             "heads_total": config.n_layers * config.n_heads, "devices": key.devices,
+                             "flops": forward_flops(config, batch, length, live)}
     with jax.enable_x64(dtype == "float64"):
         jax.clear_caches()  # time a real compile, not a cache hit
-        key = ProgramKey(config, dtype, batch, length, False, block)
-        params = device_params(case.model, dtype)
-        tokens = jnp.asarray(case.tokens)
+        params, tokens = program_inputs(case.model, key, case.tokens)
         from superpose import executor
         executor.PROGRAMS.pop(key, None)
         start = time.perf_counter()
@@ -361,6 +371,9 @@ def _exponents(points: list[dict], x: str, threshold: int) -> dict:
 
 def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda s: None) -> dict:
     options = options.validate()
+    from superpose.executor import use_all_cores
+
+    use_all_cores()   # one JAX device per core, as TransformerLens (torch) and NumPy (BLAS) use every core
     memory_limit = options.memory_fraction * _meminfo("MemAvailable")
     result: dict[str, Any] = {"format": "superpose-bench/2", "options": {**options.__dict__},
                               "machine": machine_info(), "memory_limit_bytes": memory_limit}
@@ -376,6 +389,10 @@ def run_bench(options: BenchOptions, log: Callable[[str], None] = lambda s: None
         row: dict[str, Any] = {"T": T, "K": K, "batch": batch}
         log(f"throughput T={T}: JAX, batch {batch} ...")
         row["jax"] = measure_forward(options, K, T, batch, memory_limit, ceiling=ceiling)
+        if row["jax"]["devices"] > 1:
+            log(f"throughput T={T}: JAX on one device, batch {batch} ...")
+            row["jax_one_device"] = measure_forward(options, K, T, batch, memory_limit, ceiling=ceiling,
+                                                    one_device=True)
         if options.lens:
             log(f"throughput T={T}: TransformerLens, batch {batch} ...")
             row["lens"] = measure_lens(options, K, T, batch)
@@ -453,13 +470,14 @@ def _mib(x: float | None) -> str:
 
 def _scaling(title: str, points: list[dict]) -> list[str]:
     out = ["", title,
-           f"{'T':>6} {'K':>3} {'d_model':>7} {'block':>5} {'seconds':>9} {'GFLOP/s':>8} {'% ceiling':>9} "
+           f"{'T':>6} {'K':>3} {'d_model':>7} {'heads':>7} {'block':>5} {'seconds':>9} {'GFLOP/s':>8} {'% ceiling':>9} "
            f"{'compile s':>9} {'XLA peak MiB':>12} {'RSS peak MiB':>12} {'max error':>9} {'bound':>9}"]
     for p in points:
         if not p["fits"]:
             out.append(f"{p['T']:>6} {p['K']:>3} {p['d_model']:>7}  does not fit: {p['note']}")
             continue
-        out.append(f"{p['T']:>6} {p['K']:>3} {p['d_model']:>7} {p['block'] or 'dense':>5} {p['seconds']:>9.4f} "
+        heads = f"{p['heads_computed']}/{p['heads_total']}"
+        out.append(f"{p['T']:>6} {p['K']:>3} {p['d_model']:>7} {heads:>7} {p['block'] or 'dense':>5} {p['seconds']:>9.4f} "
                    f"{p['flops_per_second'] / 1e9:>8.2f} {100 * p.get('share_of_matmul_ceiling', math.nan):>8.1f}% "
                    f"{p['compile_seconds']:>9.2f} {_mib(p['xla_peak_bytes']):>12} "
                    f"{_mib(p.get('rss_peak_increase_bytes')):>12} {_g(p['max_abs_error'], '.1e'):>9} "
@@ -496,14 +514,19 @@ def report(result: dict) -> str:
              f"sharpness {o['sharpness']:g}; memory limit {result['memory_limit_bytes'] / GiB:.1f} GiB", ""]
     for dt, mm in result["matmul"].items():
         lines.append(f"Dense matmul {mm['n']}^3 {dt}: {mm['flops_per_second'] / 1e9:.1f} GFLOP/s")
-    lines += ["", "Throughput, same weights and tokens: JAX = superpose.model (batched), TransformerLens = "
-                  "HookedTransformer (CPU torch, float64, batched), NumPy = the reference (one prompt at a time)",
-              f"{'T':>6} {'K':>3} {'batch':>5} {'JAX/s':>9} {'TL/s':>9} {'NumPy/s':>9} "
-              f"{'JAX/TL':>7} {'JAX/NumPy':>9} {'max error':>9}"]
+    lines += ["", "Throughput, same weights and tokens: JAX = superpose.model (batched; the batch split over "
+                  "the devices, live heads only beyond 256 tokens), JAX 1 dev = the same on one device, "
+                  "TransformerLens = HookedTransformer (CPU torch, float64, batched, every head), "
+                  "NumPy = the reference (one prompt at a time, every head)",
+              f"{'T':>6} {'K':>3} {'batch':>5} {'heads':>7} {'dev':>3} {'JAX/s':>9} {'JAX 1dev/s':>10} {'TL/s':>9} "
+              f"{'NumPy/s':>9} {'JAX/TL':>7} {'JAX/NumPy':>9} {'max error':>9}"]
     for t in result["throughput"]:
-        j, n, lens = t["jax"], t["numpy"], t.get("lens")
-        worst = max([j["max_abs_error"]] * j["fits"] + [n["max_abs_error"]] + ([lens["max_abs_error"]] if lens else []))
-        lines.append(f"{t['T']:>6} {t['K']:>3} {t['batch']:>5} {_g(j.get('prompts_per_second')):>9} "
+        j, n, lens, one = t["jax"], t["numpy"], t.get("lens"), t.get("jax_one_device")
+        worst = max([j["max_abs_error"]] * j["fits"] + [n["max_abs_error"]] + ([lens["max_abs_error"]] if lens else [])
+                    + ([one["max_abs_error"]] if one and one["fits"] else []))
+        heads = f"{j['heads_computed']}/{j['heads_total']}"
+        lines.append(f"{t['T']:>6} {t['K']:>3} {t['batch']:>5} {heads:>7} {j['devices']:>3} "
+                     f"{_g(j.get('prompts_per_second')):>9} {_g(one and one.get('prompts_per_second')):>10} "
                      f"{_g(lens and lens['prompts_per_second']):>9} {_g(n['prompts_per_second']):>9} "
                      f"{_g(t['ratio_lens']):>7} {_g(t['ratio_numpy']):>9} {_g(worst, '.1e'):>9}")
     lines += _scaling(f"Scaling with prompt length (K = {o['length_tasks']}, batch 1)", result["by_length"])

@@ -10,8 +10,10 @@ or when activations are captured, and block by block for longer prompts, so that
 grows as ``T^2`` and memory as ``T`` (``blockwise_attention``: the same ``exp`` arguments,
 only the order of the sums differs).
 
-``compiled_forward`` keeps one compiled program per (shape, dtype, batch, length,
-capture); ``bucket_config`` rounds every width up so that models of different task sets
+Heads that add exactly zero (``live_heads``: zero output or value weights, as in most
+layers of the construction and in every zero-padded head) can be left out of a program
+(``heads``). ``compiled_forward`` keeps one compiled program per (shape, dtype, batch,
+length, capture, block, heads, devices); ``bucket_config`` rounds every width up so that models of different task sets
 share programs; ``PROGRAM_LOG`` counts how often each program ran.
 
 This module imports nothing from the project: ``superpose.construct`` builds weights
@@ -149,20 +151,52 @@ def blockwise_attention(q: jax.Array, k: jax.Array, v: jax.Array, block: int) ->
     return z.transpose(1, 2, 0, 3, 4).reshape(B, H, n_blocks * block, dh)[:, :, :T]
 
 
+def live_heads(params: Any) -> tuple[tuple[int, ...], ...]:
+    """Per layer, the heads whose output can be nonzero: ``W_O[h] != 0`` and ``(W_V[h], b_V[h]) != 0``.
+
+    Any other head adds exactly zero to the residual stream: its ``z`` is a convex
+    combination of value vectors (all zero when ``W_V[h]`` and ``b_V[h]`` are), and
+    ``z W_O[h]`` is zero when ``W_O[h]`` is. ``forward(..., heads=live_heads(params))``
+    computes attention for the live heads only, the same function (for finite inputs)
+    with fewer ``T x T`` score matrices; zero-padded heads (``pad_params``) are never live.
+    ``params`` are host arrays (NumPy), as ``superpose.construct`` builds them.
+    """
+    live = []
+    for i in range(1, sum(name.startswith("layer_") for name in params) + 1):
+        attn = params[f"layer_{i}"]["attn"]
+        W_V, b_V, W_O = (np.asarray(attn[n]) for n in ("W_V", "b_V", "W_O"))
+        writes = np.any(W_O != 0, axis=(1, 2))
+        reads = np.any(W_V != 0, axis=(1, 2)) | np.any(b_V != 0, axis=1)
+        live.append(tuple(int(h) for h in np.flatnonzero(writes & reads)))
+    return tuple(live)
+
+
 class Attention(nn.Module):
+    """Causal multi-head attention; ``heads`` (static) lists the heads to compute (default all).
+
+    Heads left out must be ones that add exactly zero (``live_heads``); their weights stay
+    in the params, so the params tree does not depend on ``heads``.
+    """
+
     config: ModelConfig
+    heads: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, h, capture: bool = False, block: int | None = None):
         """``(output, pattern)``; the pattern is ``None`` on the block-wise path (``T > block``,
         default ``attention_block(T)``, and not ``capture``), which never holds all ``T x T``
-        weights at once."""
+        weights at once, and covers the computed heads only when ``heads`` is given."""
         c = self.config
         shape_in, shape_b = (c.n_heads, c.d_model, c.d_head), (c.n_heads, c.d_head)
         W_Q, W_K, W_V = (self.param(n, nn.initializers.zeros, shape_in) for n in ("W_Q", "W_K", "W_V"))
         b_Q, b_K, b_V = (self.param(n, nn.initializers.zeros, shape_b) for n in ("b_Q", "b_K", "b_V"))
         W_O = self.param("W_O", nn.initializers.zeros, (c.n_heads, c.d_head, c.d_model))
         b_O = self.param("b_O", nn.initializers.zeros, (c.d_model,))
+        if self.heads is not None:
+            if not self.heads:   # every head adds zero: only the output bias remains
+                return jnp.broadcast_to(b_O, h.shape).astype(h.dtype), None
+            keep = np.asarray(self.heads)
+            W_Q, W_K, W_V, b_Q, b_K, b_V, W_O = (w[keep] for w in (W_Q, W_K, W_V, b_Q, b_K, b_V, W_O))
         q = jnp.einsum("btd,hde->bhte", h, W_Q, precision=HIGHEST) + b_Q[None, :, None, :]
         k = jnp.einsum("btd,hde->bhte", h, W_K, precision=HIGHEST) + b_K[None, :, None, :]
         v = jnp.einsum("btd,hde->bhte", h, W_V, precision=HIGHEST) + b_V[None, :, None, :]
@@ -190,10 +224,11 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
     config: ModelConfig
+    heads: tuple[int, ...] | None = None
 
     @nn.compact
     def __call__(self, h, capture: bool = False, block: int | None = None):
-        attn_out, pattern = Attention(self.config, name="attn")(h, capture, block)
+        attn_out, pattern = Attention(self.config, self.heads, name="attn")(h, capture, block)
         h_mid = h + attn_out
         mlp_out, hidden = MLP(self.config, name="mlp")(h_mid)
         return h_mid + mlp_out, {"resid_mid": h_mid, "pattern": pattern, "mlp_hidden": hidden}
@@ -207,9 +242,11 @@ class Transformer(nn.Module):
     the attention pattern ``[batch, head, query, key]`` and the MLP's hidden activations;
     ``cache["resid_pre"]`` is the embedding. Without it the cache is empty and prompts
     longer than ``block`` (default ``attention_block(T)``) run attention block by block.
+    ``heads`` (per layer, from ``live_heads``) skips heads that add exactly zero.
     """
 
     config: ModelConfig
+    heads: tuple[tuple[int, ...], ...] | None = None
 
     @nn.compact
     def __call__(self, tokens, capture: bool = False, block: int | None = None):
@@ -217,7 +254,8 @@ class Transformer(nn.Module):
         h = Embed(c, name="embed")(tokens)
         cache: dict[str, Any] = {"resid_pre": h} if capture else {}
         for i in range(1, c.n_layers + 1):
-            h, layer_cache = Block(c, name=f"layer_{i}")(h, capture, block)
+            layer_heads = None if self.heads is None else self.heads[i - 1]
+            h, layer_cache = Block(c, layer_heads, name=f"layer_{i}")(h, capture, block)
             if capture:
                 cache[f"layer_{i}"] = {**layer_cache, "resid_post": h}
         readout = Unembed(c, name="unembed")(h)
@@ -235,11 +273,13 @@ class Unembed(nn.Module):
         return jnp.einsum("btd,dv->btv", h, W_U, precision=HIGHEST) + b_U
 
 
-@partial(jax.jit, static_argnames=("config", "capture", "block"))
+@partial(jax.jit, static_argnames=("config", "capture", "block", "heads"))
 def forward(config: ModelConfig, params: Any, tokens: jax.Array, capture: bool = False,
-            block: int | None = None):
-    """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``)."""
-    readout, cache = Transformer(config).apply({"params": params}, tokens, capture, block)
+            block: int | None = None, heads: tuple[tuple[int, ...], ...] | None = None):
+    """Readout ``[batch, T, d_out]`` (and the activation cache when ``capture``).
+
+    ``heads``: per layer, the heads to compute (``live_heads(params)``; default all)."""
+    readout, cache = Transformer(config, heads).apply({"params": params}, tokens, capture, block)
     return (readout, cache) if capture else readout
 
 
@@ -253,6 +293,36 @@ class ProgramKey:
     length: int
     capture: bool
     block: int
+    heads: tuple[tuple[int, ...], ...] | None = None   # ``live_heads``; None: every head
+    devices: int = 1   # the batch is split evenly over the first ``devices`` JAX devices
+
+
+def use_all_cores() -> int:
+    """Give JAX one CPU device per core (call before JAX starts its backend); returns the count.
+
+    On a CPU, XLA runs a program's element-wise work (``exp`` of the attention scores,
+    most of a long prompt's time) on one core per device. ``superpose.model.run_tokens``
+    splits a batch over all devices, so with one device per core every core works. Does
+    nothing once the backend has started, or when ``XLA_FLAGS`` already sets the count.
+    """
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return jax.device_count()
+    try:
+        jax.config.update("jax_num_cpu_devices", cores)
+    except RuntimeError:   # the backend has started: the device count is fixed
+        pass
+    return jax.device_count()
+
+
+def batch_shardings(devices: int):
+    """``(tokens, params)`` shardings of a program split over ``devices``: batch-split, replicated."""
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+    mesh = Mesh(np.array(jax.devices()[:devices]), ("batch",))
+    return NamedSharding(mesh, PartitionSpec("batch")), NamedSharding(mesh, PartitionSpec())
 
 
 PROGRAMS: dict[ProgramKey, Any] = {}   # the compiled programs, one per key
@@ -263,12 +333,17 @@ def compiled_forward(key: ProgramKey):
     """``forward`` compiled ahead of time for ``key`` (cached): call it as ``program(params, tokens)``.
 
     Must be called, like the program, with 64-bit mode on for float64 (``jax.enable_x64``).
+    With ``key.devices > 1`` its arguments must carry ``batch_shardings(key.devices)``
+    (``tokens`` split over the batch, ``params`` replicated).
     """
     if key not in PROGRAMS:
-        params = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s, key.dtype), param_shapes(key.config),
+        split, replicated = batch_shardings(key.devices) if key.devices > 1 else (None, None)
+        params = jax.tree_util.tree_map(lambda s: jax.ShapeDtypeStruct(s, key.dtype, sharding=replicated),
+                                        param_shapes(key.config),
                                         is_leaf=lambda x: isinstance(x, tuple) and all(isinstance(n, int) for n in x))
-        tokens = jax.ShapeDtypeStruct((key.batch, key.length), jnp.int32)
-        PROGRAMS[key] = forward.lower(key.config, params, tokens, capture=key.capture, block=key.block).compile()
+        tokens = jax.ShapeDtypeStruct((key.batch, key.length), jnp.int32, sharding=split)
+        PROGRAMS[key] = forward.lower(key.config, params, tokens, capture=key.capture, block=key.block,
+                                      heads=key.heads).compile()
     PROGRAM_LOG[key] = PROGRAM_LOG.get(key, 0) + 1
     return PROGRAMS[key]
 

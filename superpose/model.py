@@ -23,6 +23,7 @@ import numpy as np
 from superpose.executor import (  # noqa: F401  (re-exported: the executor's public names)
     ATTENTION_BLOCK,
     attention_block,
+    batch_shardings,
     HIGHEST,
     PROGRAM_LOG,
     PROGRAMS,
@@ -39,8 +40,10 @@ from superpose.executor import (  # noqa: F401  (re-exported: the executor's pub
     compiled_forward,
     covering_config,
     forward,
+    live_heads,
     pad_params,
     param_shapes,
+    use_all_cores,
 )
 from superpose.setting import BuildError, Example, Prompt, PromptError, prediction_positions, tokenize, validate_prompt
 
@@ -57,15 +60,58 @@ def _dtype(dtype: Any) -> str:
     return name
 
 
-def device_params(model, dtype: str, shape: ModelConfig | None = None) -> Any:
-    """The params as JAX arrays of ``dtype``, zero-padded to ``shape`` if given (cached on the model)."""
-    key = ("params", dtype, shape)
+def device_params(model, dtype: str, shape: ModelConfig | None = None, devices: int = 1) -> Any:
+    """The params as JAX arrays of ``dtype``, zero-padded to ``shape`` if given, on the first
+    ``devices`` devices (replicated; cached on the model)."""
+    key = ("params", dtype, shape, devices)
     if key not in model.cache:
         params = model.params if shape is None else pad_params(model.params, model.config, shape)
         host = jax.tree_util.tree_map(lambda a: np.asarray(a, dtype=dtype), params)
+        placement = batch_shardings(devices)[1] if devices > 1 else None
         with jax.enable_x64(dtype == "float64"):
-            model.cache[key] = jax.device_put(host)  # one batched transfer of the whole tree
+            model.cache[key] = jax.device_put(host, placement)  # one batched transfer of the whole tree
     return model.cache[key]
+
+
+def model_live_heads(model) -> tuple[tuple[int, ...], ...]:
+    """``live_heads`` of the model's params (cached on the model; the same for any zero padding)."""
+    if "live_heads" not in model.cache:
+        model.cache["live_heads"] = live_heads(model.params)
+    return model.cache["live_heads"]
+
+
+def batch_devices(batch: int) -> int:
+    """How many devices ``run_tokens`` splits a batch over: all of them if they divide it, else one."""
+    n = jax.device_count()
+    return n if n > 1 and batch % n == 0 else 1
+
+
+PRUNE_MIN_TOKENS = 2 ** 15   # batch x length from which short prompts also leave dead heads out
+
+
+def program_key(model, batch: int, T: int, dtype: str, capture: bool = False,
+                shape: ModelConfig | None = None, block: int | None = None) -> ProgramKey:
+    """The program ``run_tokens`` runs ``tokens[batch, T]`` with (see there for the choices)."""
+    block = attention_block(T) if block is None else block
+    if block < 1:
+        raise ValueError(f"block must be >= 1, got {block}")
+    dense = capture or T <= block   # one key (block = T) for every dense program of a length
+    # Leave dead heads out where the work pays for a program of its own: long prompts, or
+    # large batches. A few short prompts keep every head, so task sets of one shape share programs.
+    prune = not capture and (T > ATTENTION_BLOCK or batch * T >= PRUNE_MIN_TOKENS)
+    return ProgramKey(shape or model.config, dtype, batch, T, capture, T if dense else block,
+                      heads=model_live_heads(model) if prune else None,
+                      devices=1 if capture else batch_devices(batch))
+
+
+def program_inputs(model, key: ProgramKey, tokens: np.ndarray, shape: ModelConfig | None = None):
+    """``(params, tokens)`` as ``compiled_forward(key)`` takes them: on its devices, of its dtype.
+
+    Call with 64-bit mode on for float64 (``jax.enable_x64``), as the program."""
+    placed = jnp.asarray(tokens, dtype=jnp.int32)
+    if key.devices > 1:
+        placed = jax.device_put(placed, batch_shardings(key.devices)[0])
+    return device_params(model, key.dtype, shape, key.devices), placed
 
 
 def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
@@ -74,7 +120,11 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
     (and the activation cache of ``Transformer`` when ``capture``; it has the padded
     widths when ``shape`` is given). Without ``capture``, prompts longer than ``block``
     (default ``attention_block(T)``: dense up to ``ATTENTION_BLOCK`` tokens) run attention
-    block by block; with it, densely (the cache holds the ``T x T`` patterns)."""
+    block by block, and beyond ``ATTENTION_BLOCK`` tokens for the live heads only
+    (``live_heads``: the others add exactly zero; shorter prompts keep every head, so that
+    task sets of one padded shape share programs). The batch is split over all JAX devices
+    when they divide it (``use_all_cores``). With ``capture``, attention is dense, for
+    every head, on one device (the cache holds the ``T x T`` patterns)."""
     dtype = _dtype(dtype)
     tokens = np.asarray(tokens)
     if tokens.ndim != 2:
@@ -84,14 +134,9 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
         raise PromptError(f"tokens: length {tokens.shape[1]} exceeds the model's context {n_ctx}")
     if tokens.size and (tokens.min() < 0 or tokens.max() >= model.config.n_vocab):
         raise PromptError(f"tokens: ids must lie in 0..{model.config.n_vocab - 1}")
-    T = tokens.shape[1]
-    block = attention_block(T) if block is None else block
-    if block < 1:
-        raise ValueError(f"block must be >= 1, got {block}")
-    dense = capture or T <= block   # one key (block = T) for every dense program of a length
-    key = ProgramKey(shape or model.config, dtype, tokens.shape[0], T, capture, T if dense else block)
+    key = program_key(model, tokens.shape[0], tokens.shape[1], dtype, capture, shape, block)
     with jax.enable_x64(dtype == "float64"):
-        out = compiled_forward(key)(device_params(model, dtype, shape), jnp.asarray(tokens, dtype=jnp.int32))
+        out = compiled_forward(key)(*program_inputs(model, key, tokens, shape))
         out = jax.tree_util.tree_map(np.asarray, out)
     if shape is None:
         return out

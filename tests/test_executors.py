@@ -93,8 +93,10 @@ def test_batches_give_the_same_answers_as_single_prompts(two_tasks, mixed_prompt
 
 
 def test_the_flax_module_knows_only_shapes():
+    """Shapes, and which heads to compute (head indices, no weight values): the weights are arguments."""
     fields = {f.name for f in dataclasses.fields(executor.Transformer) if f.init and f.name not in ("parent", "name")}
-    assert fields == {"config"}
+    assert fields == {"config", "heads"}
+    assert executor.Transformer(executor.ModelConfig(1, 1, 1, 1, 1, 1, 1, 1)).heads is None
     assert {f.name for f in dataclasses.fields(executor.ModelConfig)} == {
         "n_layers", "n_heads", "d_model", "d_head", "d_mlp", "n_vocab", "n_ctx", "d_out"}
 
