@@ -106,7 +106,24 @@ def test_constructed_model_is_exactly_calibrated_on_the_same_prompts():
     assert cal["slope"] == pytest.approx(1, abs=1e-9) and cal["intercept"] == pytest.approx(0, abs=1e-9)
     assert cal["r2"] == pytest.approx(1, abs=1e-9)
     assert cal["kl"] <= 1e-12 and abs(cal["off_task_mass"]) <= 1e-12
+    assert cal["spread"] <= 1e-12 and cal["peak_probability"] == pytest.approx(cal["peak_share"], abs=1e-12)
     assert len(cal["points"]) == len(proportion_grid(6, 3))
+
+
+def test_per_prompt_metrics_tell_a_one_task_per_prompt_model_from_a_calibrated_one():
+    """Two tasks at shares (1/4, 3/4), 4 prompts: a model that gives each prompt all its mass on one
+    task (task 1 on three prompts of four) is calibrated on average, not per prompt."""
+    from superpose.train.mixtures import calibration_metrics
+
+    shares = np.array([[0.25, 0.75]] * 4)
+    answers = np.array([[0, 1]] * 4)
+    calibrated = np.array([[0.25, 0.75, 0.0]] * 4)
+    one_task = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    good, picked = (calibration_metrics(p, answers, shares, 4) for p in (calibrated, one_task))
+    assert good["spread"] == 0 and good["peak_probability"] == good["peak_share"] == 0.75
+    assert picked["points"][0]["mean_probability"] == [0.25, 0.75]          # the same mean
+    assert picked["spread"] == pytest.approx(np.sqrt(0.25 * 0.75))           # sd of a Bernoulli(1/4), per task
+    assert picked["peak_probability"] == 1.0 and picked["peak_share"] == 0.75
 
 
 @pytest.mark.slow

@@ -15,7 +15,10 @@ answers differ), next to
 * the diagonal (probability = share), drawn in the figures.
 
 Per model and subset: slope and R² of probability vs share, ``KL(shares || q)`` (the
-paper's metric, ``verify.calibration``), off-task mass (``mixtures.calibration_metrics``),
+paper's metric, ``verify.calibration``), off-task mass, and two per-prompt measures:
+``spread`` (the standard deviation of a task's probability across prompts with the same
+shares) and ``peak_probability`` (the mean largest task probability, against
+``peak_share``) (``mixtures.calibration_metrics``),
 and for trained models ``kl_bayes``: the mean ``KL(Bayes_arm || q)`` over the content
 tokens, the distance to the ideal learner of the run's own arm. Coverage (the paper's
 ``r``): for uniform mixtures of ``K'`` random tasks (``K' = 2..K``, the examples split as
@@ -145,7 +148,7 @@ def evaluate_runs(runs: dict, subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1,
             "seed": seed, "bayes_floor": floors, "models": report_models, "groups": summarise(report_models)}
 
 
-SUMMARY_KEYS = ("slope", "r2", "kl", "kl_bayes", "off_task_mass")
+SUMMARY_KEYS = ("slope", "r2", "kl", "kl_bayes", "off_task_mass", "spread", "peak_probability")
 
 
 def summarise(models: dict) -> dict:
@@ -271,13 +274,14 @@ def report_table(report: dict) -> str:
                 "ci95": None if None in half else float(np.mean(half))}
 
     lines = ["| model | params | seeds | eval loss − Bayes loss | slope | R² | KL(shares ‖ q) | KL(Bayes ‖ q) | "
-             "off-task mass | r/K' (K' = 2 / max) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "off-task mass | spread | r/K' (K' = 2 / max) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for group, s in report["groups"].items():
         ks = sorted(s["coverage"], key=int)
         lines.append(f"| {group} (d{s['d_model']} L{s['n_layers']}) | {s['params']:,} | {len(s['seeds'])} | "
                      f"{fmt(s.get('gap_to_bayes'), 3)} | {fmt(pooled(s['subsets'], 'slope'))} | "
                      f"{fmt(pooled(s['subsets'], 'r2'))} | {fmt(pooled(s['subsets'], 'kl'))} | "
                      f"{fmt(pooled(s['subsets'], 'kl_bayes'))} | {fmt(pooled(s['subsets'], 'off_task_mass'), 3)} | "
+                     f"{fmt(pooled(s['subsets'], 'spread'))} | "
                      f"{fmt(s['coverage'][ks[0]])} / {fmt(s['coverage'][ks[-1]])} |")
     for name, e in report["models"].items():
         if e["kind"] == "trained":
@@ -286,7 +290,7 @@ def report_table(report: dict) -> str:
         ks = sorted(e["coverage"], key=int)
         lines.append(f"| {name} | — | — | — | {np.mean([c['slope'] for c in cal]):.2f} | "
                      f"{np.mean([c['r2'] for c in cal]):.2f} | {np.mean([c['kl'] for c in cal]):.2f} | — | "
-                     f"{np.mean([c['off_task_mass'] for c in cal]):.3f} | "
+                     f"{np.mean([c['off_task_mass'] for c in cal]):.3f} | {np.mean([c['spread'] for c in cal]):.2f} | "
                      f"{e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
     return "\n".join(lines)
 
@@ -295,7 +299,8 @@ def run_table(report: dict) -> str:
     """One row per trained run (seeds apart: a group's mean hides which seeds learned), metrics
     averaged over the task subsets."""
     lines = ["| run | steps | accuracy (after 9 examples) | eval loss − Bayes loss | slope | R² | KL(shares ‖ q) | "
-             "KL(Bayes ‖ q) | off-task mass | r/K' (K' = 2 / max) |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "KL(Bayes ‖ q) | off-task mass | spread | largest task probability (shares) | r/K' (K' = 2 / max) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in report["models"].items():
         if e["kind"] != "trained":
             continue
@@ -305,5 +310,7 @@ def run_table(report: dict) -> str:
         gap = e.get("gap_to_bayes")
         lines.append(f"| {name} | {e['step']:,} | {e['accuracy_last']:.2f} | {'—' if gap is None else f'{gap:.3f}'} | "
                      f"{mean('slope'):.2f} | {mean('r2'):.2f} | {mean('kl'):.2f} | {mean('kl_bayes'):.2f} | "
-                     f"{mean('off_task_mass'):.3f} | {e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
+                     f"{mean('off_task_mass'):.3f} | {mean('spread'):.2f} | "
+                     f"{mean('peak_probability'):.2f} ({mean('peak_share'):.2f}) | "
+                     f"{e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
     return "\n".join(lines)

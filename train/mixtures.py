@@ -11,7 +11,13 @@ probabilities ``q_k`` on the tasks' answers at the query:
 * ``KL(pi || q)``: the paper's metric, ``superpose.verify.calibration.calibration_kl``
   (the model's probabilities on the tasks' answers, not renormalised, against the task
   shares), averaged over prompts;
-* ``off_task_mass = 1 - sum_k q_k``: probability left on answers of no task.
+* ``off_task_mass = 1 - sum_k q_k``: probability left on answers of no task;
+* per prompt, not only on average: ``spread``, the standard deviation of ``q_k`` across
+  the prompts of one grid point (they all have the same shares), averaged over tasks and
+  points: 0 for a model that gives every prompt its shares, ``sqrt(pi (1 - pi))`` for one
+  that puts all its mass on a single task drawn with probability ``pi``; and
+  ``peak_probability``, the mean over prompts of ``max_k q_k``, next to ``peak_share``,
+  the mean of ``max_k pi_k`` (what a model calibrated on every prompt would have).
 
 The constructed model (``superpose.build`` on the same task set) is measured on the
 same prompts; its numbers should be exact (slope 1, R^2 1, KL 0, off-task mass 0).
@@ -103,8 +109,11 @@ def calibration_metrics(probs: np.ndarray, answers: np.ndarray, shares: np.ndarr
     points = [{"share": shares[i * prompts_per_point].tolist(),
                "mean_probability": q[i * prompts_per_point:(i + 1) * prompts_per_point].mean(0).tolist()}
               for i in range(n_points)]
+    spread = float(np.mean([q[i * prompts_per_point:(i + 1) * prompts_per_point].std(0).mean()
+                            for i in range(n_points)]))
     out = {"n_prompts": len(probs), "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
-           "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "points": points}
+           "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "spread": spread,
+           "peak_probability": float(q.max(1).mean()), "peak_share": float(pi.max(1).mean()), "points": points}
     if reference is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             terms = np.where(reference > 0, reference * (np.log(reference) - np.log(probs)), 0.0)
