@@ -86,7 +86,10 @@ def batch_devices(batch: int) -> int:
     return n if n > 1 and batch % n == 0 else 1
 
 
-PRUNE_MIN_TOKENS = 2 ** 15   # batch x length from which short prompts also leave dead heads out
+# A job of at least this many (padded) tokens gets programs of its own: its dead heads left out
+# (``program_key``) and, in ``run``, the model's own widths. Compiling them costs less than
+# computing zero-padded widths and dead heads for that many tokens.
+LARGE_JOB_TOKENS = 2 ** 15
 
 
 def program_key(model, batch: int, T: int, dtype: str, capture: bool = False,
@@ -98,7 +101,7 @@ def program_key(model, batch: int, T: int, dtype: str, capture: bool = False,
     dense = capture or T <= block   # one key (block = T) for every dense program of a length
     # Leave dead heads out where the work pays for a program of its own: long prompts, or
     # large batches. A few short prompts keep every head, so task sets of one shape share programs.
-    prune = not capture and (T > ATTENTION_BLOCK or batch * T >= PRUNE_MIN_TOKENS)
+    prune = not capture and (T > ATTENTION_BLOCK or batch * T >= LARGE_JOB_TOKENS)
     return ProgramKey(shape or model.config, dtype, batch, T, capture, T if dense else block,
                       heads=model_live_heads(model) if prune else None,
                       devices=1 if capture else batch_devices(batch))
@@ -153,11 +156,12 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
 
     Prompts are validated (a ``PromptError`` names the field at fault), padded to a
     power-of-two length (at least ``MIN_LENGTH``) and batched in power-of-two batches.
-    The weights are zero-padded to ``shape`` (default ``bucket_config(model.config)``:
-    every width rounded up to a power of two), so models built for different task sets
-    share compiled programs: a whole Hypothesis run compiles a handful. Pass
-    ``shape=model.config`` to run the unpadded model, or a ``covering_config`` of a
-    family to share one shape across buckets.
+    The weights are zero-padded to ``shape``. By default that is
+    ``bucket_config(model.config)`` (every width rounded up to a power of two), so that
+    models built for different task sets share compiled programs (a whole Hypothesis run
+    compiles a handful), unless the job is large (at least ``LARGE_JOB_TOKENS`` padded
+    tokens), which runs the model's own widths. Pass ``shape=model.config`` to run the
+    unpadded model, or a ``covering_config`` of a family to share one shape across buckets.
 
     >>> from superpose import Task, TaskSet, Prompt, Example, build
     >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
@@ -177,11 +181,14 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
             validate_prompt(model.tasks, p, model.max_examples)
         except PromptError as e:
             raise PromptError(f"prompt {i}: {e}") from None
-    shape = shape if shape is not None else bucket_config(model.config)
+    token_lists = [tokenize(model.tasks, p) for p in prompts]
+    if shape is None:   # the tokens the bucketed shape would run decide
+        shape = bucket_config(model.config)
+        if sum(min(bucket(len(t), minimum=MIN_LENGTH), shape.n_ctx) for t in token_lists) >= LARGE_JOB_TOKENS:
+            shape = model.config
     if shape == model.config:
         shape = None   # the model's own arrays, unpadded
     n_ctx = (shape or model.config).n_ctx
-    token_lists = [tokenize(model.tasks, p) for p in prompts]
     results: list[np.ndarray | None] = [None] * len(prompts)
     by_length: dict[int, list[int]] = {}
     for i, toks in enumerate(token_lists):
