@@ -72,7 +72,7 @@ def main(out_dir: str | Path = DEFAULT_OUT, small: bool = False, checkpoint: str
     n = run.config.n_examples - 1       # evaluation prompts: n_examples - 1 examples and a query (see TrainConfig)
     models = {"trained": from_checkpoint(run), "constructed": from_constructed(build(tasks, max_examples=n))}
     names = [t.name for t in tasks.tasks]
-    n_probe, n_steer, n_queries = (160, 32, 4) if small else (480, 64, 12)
+    n_probe, n_steer, n_queries = (96, 16, 2) if small else (480, 64, 12)
 
     print("Example 10: inside a trained model\n")
     print(f"Checkpoint {Path(checkpoint).name} (step {run.step}): {run.config.n_layers} layers, {run.config.n_heads} "

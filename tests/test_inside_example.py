@@ -21,7 +21,7 @@ from superpose.train.model import GPT, trained_position_table
 from superpose.train.trainer import load_checkpoint
 from superpose.verify.probes import fit_probe
 
-N_PROBE_SMALL = 160   # main(small=True) probes this many prompts (seed 0)
+N_PROBE_SMALL = 96   # main(small=True) probes this many prompts (seed 0)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +59,11 @@ def test_task_vectors_reproduce_the_mixture_in_the_construction_at_layer_5(ran):
     balanced = result.task_vectors["constructed/balanced"]["per_layer"]
     assert balanced[5]["distance_to_mixed_prompt"] < 1e-6
     for key, tv in result.task_vectors.items():
+        # half the L1 distance: at most 1 between distributions (the trained model's softmax); the
+        # construction's linear readout of a patched residual need not be one, so only >= 0 there
+        top = 1 if key.startswith("trained/") else np.inf
         for layer in tv["per_layer"]:
-            assert 0 <= layer["distance_to_mixed_prompt"] <= 1
+            assert 0 <= layer["distance_to_mixed_prompt"] <= top, (key, layer["layer"])
 
 
 def test_circuits_name_heads_and_masses(ran):

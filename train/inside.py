@@ -168,7 +168,10 @@ def task_vectors(weights: HookedWeights, tasks: TaskSet, n_examples: int, n_quer
     all tasks: the same length as the prompts the vectors come from). For each pair ``(j, k)`` of tasks
     and weight ``a = c / n`` (``c = 0..n``) the destination gets ``a v_j + (1 - a) v_k`` added at layer
     ``l``; its distribution over the content tokens is compared (total variation) with that of a mixed
-    prompt of ``c`` examples of j and ``n - c`` of k on the same query (pairs: ``distinguishable_pairs``)."""
+    prompt of ``c`` examples of j and ``n - c`` of k on the same query (pairs: ``distinguishable_pairs``).
+    The distance is half the L1 distance: the total variation for a softmax readout; the constructed
+    model's readout is linear, so a patched residual can give a vector off the simplex and a distance
+    above 1."""
     if destination not in ("zero-shot", "balanced"):
         raise ValueError(f"destination: 'zero-shot' or 'balanced', got {destination!r}")
     K, d = tasks.K, tasks.vocab_size
