@@ -35,7 +35,6 @@ from superpose.executor import (  # noqa: F401  (re-exported: the executor's pub
     Unembed,
     bucket,
     blockwise_attention,
-    BUCKET_MINIMUMS,
     bucket_config,
     causal_attention,
     compiled_forward,
@@ -159,10 +158,9 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
     power-of-two length (at least ``MIN_LENGTH``) and batched in power-of-two batches.
     The weights are zero-padded to ``shape``. By default that is
     ``bucket_config(model.config)`` (every width rounded up to a power of two), so that
-    small models built for different task sets share compiled programs (a whole
-    Hypothesis run compiles a handful); a model wider than ``BUCKET_MINIMUMS`` in any
-    dimension, or a large job (at least ``LARGE_JOB_TOKENS`` padded tokens), runs the
-    model's own widths instead (padding would cost more than it saves in compiles). Pass ``shape=model.config`` to run the
+    models built for different task sets share compiled programs (a whole Hypothesis run
+    compiles a handful); a large job (at least ``LARGE_JOB_TOKENS`` padded tokens) runs
+    the model's own widths instead (padding would cost more than it saves in compiles). Pass ``shape=model.config`` to run the
     unpadded model, or a ``covering_config`` of a family to share one shape across buckets.
 
     >>> from superpose import Task, TaskSet, Prompt, Example, build
@@ -184,11 +182,9 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
         except PromptError as e:
             raise PromptError(f"prompt {i}: {e}") from None
     token_lists = [tokenize(model.tasks, p) for p in prompts]
-    if shape is None:
+    if shape is None:   # the tokens the bucketed shape would run decide
         shape = bucket_config(model.config)
-        large_model = any(getattr(model.config, f) > least for f, least in BUCKET_MINIMUMS.items())
-        if large_model or sum(min(bucket(len(t), minimum=MIN_LENGTH), shape.n_ctx)
-                              for t in token_lists) >= LARGE_JOB_TOKENS:
+        if sum(min(bucket(len(t), minimum=MIN_LENGTH), shape.n_ctx) for t in token_lists) >= LARGE_JOB_TOKENS:
             shape = model.config
     if shape == model.config:
         shape = None   # the model's own arrays, unpadded

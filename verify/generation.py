@@ -144,12 +144,16 @@ def analytic_step(tasks: TaskSet, prompt: Prompt, mode: str = "conditioned", exa
 
 
 def model_step(model, prompt: Prompt, dtype: str = "float64") -> CountingStep:
-    """The constructed model as a step: ``model.run(Prompt(examples, query, query_prefix=prefix), dtype)[0][-1]``.
+    """The constructed model as a step: ``run(model, Prompt(examples, query, query_prefix=prefix), dtype)[0][-1]``.
 
     ``model`` is a ``SuperposeModel`` (``superpose.build``; ``build(..., conditioned=False)``
     gives the marginal rule once the construction for several answer tokens exists). Prefixes
-    of one decoding position are run as one batch.
+    of one decoding position are run as one batch, on the model's own widths
+    (``shape=model.config``): a decoder calls one model many times, so its own programs cost
+    less than the zero-padded bucket that lets different task sets share programs.
     """
+    from superpose.model import run
+
     tasks = model.tasks
     validate_prompt(tasks, prompt, model.max_examples)
 
@@ -157,7 +161,8 @@ def model_step(model, prompt: Prompt, dtype: str = "float64") -> CountingStep:
         return [Prompt(prompt.examples, prompt.query, query_prefix=_check_prefix(tasks, p)) for p in prefixes]
 
     def many(prefixes):
-        return [np.asarray(out[-1], dtype=np.float64) for out in model.run(prompts(prefixes), dtype=dtype)]
+        return [np.asarray(out[-1], dtype=np.float64)
+                for out in run(model, prompts(prefixes), dtype=dtype, shape=model.config)]
 
     return CountingStep(lambda prefix: many([prefix])[0], tasks.answer_length, prompt.query_prefix, many=many,
                         name=f"constructed model ({dtype})")
