@@ -123,6 +123,7 @@ def test_per_prompt_metrics_tell_a_one_task_per_prompt_model_from_a_calibrated_o
     assert good["spread"] == 0 and good["peak_probability"] == good["peak_share"] == 0.75
     assert picked["points"][0]["mean_probability"] == [0.25, 0.75]          # the same mean
     assert picked["spread"] == pytest.approx(np.sqrt(0.25 * 0.75))           # sd of a Bernoulli(1/4), per task
+    assert picked["spread_one_task"] == good["spread_one_task"] == pytest.approx(np.sqrt(0.25 * 0.75))
     assert picked["peak_probability"] == 1.0 and picked["peak_share"] == 0.75
 
 

@@ -299,7 +299,8 @@ def run_table(report: dict) -> str:
     """One row per trained run (seeds apart: a group's mean hides which seeds learned), metrics
     averaged over the task subsets."""
     lines = ["| run | steps | accuracy (after 9 examples) | eval loss − Bayes loss | slope | R² | KL(shares ‖ q) | "
-             "KL(Bayes ‖ q) | off-task mass | spread | largest task probability (shares) | r/K' (K' = 2 / max) |",
+             "KL(Bayes ‖ q) | off-task mass | spread (one task per prompt) | largest task probability (shares) | "
+             "r/K' (K' = 2 / max) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, e in report["models"].items():
         if e["kind"] != "trained":
@@ -310,7 +311,7 @@ def run_table(report: dict) -> str:
         gap = e.get("gap_to_bayes")
         lines.append(f"| {name} | {e['step']:,} | {e['accuracy_last']:.2f} | {'—' if gap is None else f'{gap:.3f}'} | "
                      f"{mean('slope'):.2f} | {mean('r2'):.2f} | {mean('kl'):.2f} | {mean('kl_bayes'):.2f} | "
-                     f"{mean('off_task_mass'):.3f} | {mean('spread'):.2f} | "
+                     f"{mean('off_task_mass'):.3f} | {mean('spread'):.2f} ({mean('spread_one_task'):.2f}) | "
                      f"{mean('peak_probability'):.2f} ({mean('peak_share'):.2f}) | "
                      f"{e['coverage'][ks[0]]:.2f} / {e['coverage'][ks[-1]]:.2f} |")
     return "\n".join(lines)

@@ -15,7 +15,8 @@ probabilities ``q_k`` on the tasks' answers at the query:
 * per prompt, not only on average: ``spread``, the standard deviation of ``q_k`` across
   the prompts of one grid point (they all have the same shares), averaged over tasks and
   points: 0 for a model that gives every prompt its shares, ``sqrt(pi (1 - pi))`` for one
-  that puts all its mass on a single task drawn with probability ``pi``; and
+  that puts all its mass on a single task drawn with probability ``pi`` (averaged the same
+  way: ``spread_one_task``); and
   ``peak_probability``, the mean over prompts of ``max_k q_k``, next to ``peak_share``,
   the mean of ``max_k pi_k`` (what a model calibrated on every prompt would have).
 
@@ -111,8 +112,10 @@ def calibration_metrics(probs: np.ndarray, answers: np.ndarray, shares: np.ndarr
               for i in range(n_points)]
     spread = float(np.mean([q[i * prompts_per_point:(i + 1) * prompts_per_point].std(0).mean()
                             for i in range(n_points)]))
+    one_task = float(np.mean([np.sqrt(pi[i * prompts_per_point] * (1 - pi[i * prompts_per_point])).mean()
+                              for i in range(n_points)]))
     out = {"n_prompts": len(probs), "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
-           "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "spread": spread,
+           "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "spread": spread, "spread_one_task": one_task,
            "peak_probability": float(q.max(1).mean()), "peak_share": float(pi.max(1).mean()), "points": points}
     if reference is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
