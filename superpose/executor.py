@@ -13,8 +13,9 @@ only the order of the sums differs).
 Heads that add exactly zero (``live_heads``: zero output or value weights, as in most
 layers of the construction and in every zero-padded head) can be left out of a program
 (``heads``). ``compiled_forward`` keeps one compiled program per (shape, dtype, batch,
-length, capture, block, heads, devices); ``bucket_config`` rounds every width up so that models of different task sets
-share programs; ``PROGRAM_LOG`` counts how often each program ran.
+length, capture, block, heads, devices); ``bucket_config`` rounds every width up so that
+models of different task sets share programs; ``PROGRAM_LOG`` counts how often each
+program ran.
 
 This module imports nothing from the project: ``superpose.construct`` builds weights
 for a ``ModelConfig`` and ``superpose.model`` runs prompts through ``forward``.

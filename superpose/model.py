@@ -123,9 +123,10 @@ def run_tokens(model, tokens: np.ndarray, dtype: str = "float32",
     (and the activation cache of ``Transformer`` when ``capture``; it has the padded
     widths when ``shape`` is given). Without ``capture``, prompts longer than ``block``
     (default ``attention_block(T)``: dense up to ``ATTENTION_BLOCK`` tokens) run attention
-    block by block, and beyond ``ATTENTION_BLOCK`` tokens for the live heads only
-    (``live_heads``: the others add exactly zero; shorter prompts keep every head, so that
-    task sets of one padded shape share programs). The batch is split over all JAX devices
+    block by block; beyond ``ATTENTION_BLOCK`` tokens, or for a batch of at least
+    ``LARGE_JOB_TOKENS`` tokens, attention is computed for the live heads only
+    (``live_heads``: the others add exactly zero; a few short prompts keep every head, so
+    that task sets of one padded shape share programs). The batch is split over all JAX devices
     when they divide it (``use_all_cores``). With ``capture``, attention is dense, for
     every head, on one device (the cache holds the ``T x T`` patterns)."""
     dtype = _dtype(dtype)
@@ -160,8 +161,9 @@ def run(model, prompts: Sequence[Prompt] | Prompt, dtype: str = "float32",
     ``bucket_config(model.config)`` (every width rounded up to a power of two), so that
     models built for different task sets share compiled programs (a whole Hypothesis run
     compiles a handful); a large job (at least ``LARGE_JOB_TOKENS`` padded tokens) runs
-    the model's own widths instead (padding would cost more than it saves in compiles). Pass ``shape=model.config`` to run the
-    unpadded model, or a ``covering_config`` of a family to share one shape across buckets.
+    the model's own widths instead (padding would cost more than it saves in compiles).
+    Pass ``shape=model.config`` to run the unpadded model, or a ``covering_config`` of a
+    family to share one shape across buckets.
 
     >>> from superpose import Task, TaskSet, Prompt, Example, build
     >>> tasks = TaskSet(vocab_size=3, slots=1, tasks=[Task("id", 0, [0, 1, 2]), Task("inc", 0, [1, 2, 0])])
