@@ -76,11 +76,11 @@ emergence-s8: $(STAMP)
 # The emergence grid with the learned example-offset position embedding (TrainConfig.example_positions):
 # 4 positions, three arms, 3 seeds of 9,000 steps, evaluated on mixed prompts; plus the conclusive
 # arm's 3,000-step runs, which mostly stayed on the plateau (README, Emergence), the conclusive arm at
-# a second size (d32 L2, 9,000 steps), and one 8-position run with
+# two more sizes (d32 L2 and d96 L4, 9,000 steps), and one 8-position run with
 # the offsets (seed 0, evaluated with the other 8-position runs by `emergence`). Resumable as above.
 emergence-offsets: $(STAMP)
 	for seed in $(EMERGENCE_SEEDS); do for run in conclusive-long weak-long mixed-long conclusive \
-	    conclusive-long-small; do \
+	    conclusive-long-small conclusive-long-large; do \
 	  $(BIN)/superpose train --config train/configs/emergence/s4-offsets-$$run.json --seed $$seed \
 	    --out train/results/emergence/s4-offsets/s4-offsets-$$run-seed$$seed --continue || exit 1; \
 	done; done
