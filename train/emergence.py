@@ -161,7 +161,8 @@ def summarise(models: dict) -> dict:
     for group, entries in groups.items():
         first = entries[0]
         summary = {"arm": first["arm"], "d_model": first["d_model"], "n_layers": first["n_layers"],
-                   "params": first["params"], "seeds": sorted(e["seed"] for e in entries), "subsets": {},
+                   "params": first["params"], "steps": first["steps"], "seeds": sorted(e["seed"] for e in entries),
+                   "subsets": {},
                    "coverage": {k: interval([e["coverage"][k] for e in entries]) for k in first["coverage"]}}
         for label in first["subsets"]:
             summary["subsets"][label] = {key: interval([e["subsets"][label][key] for e in entries])
@@ -232,15 +233,16 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
 
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for key, label, marker in (("kl", "KL(shares ‖ q)", "o"), ("kl_bayes", "KL(Bayes of the arm ‖ q)", "s")):
-        for arm in arms:
-            # by size only: groups of one size (runs of other lengths) must not compare their dicts
-            rows = sorted(((s["params"], s) for s in groups.values() if s["arm"] == arm), key=lambda r: r[0])
-            if not rows:
-                continue
+        # one line per arm and training length: groups that differ only in steps are not sizes
+        for arm, steps in sorted({(s["arm"], s["steps"]) for s in groups.values()}, key=lambda a: (arms.index(a[0]), a[1])):
+            # sorted by size only: groups of one size must not compare their dicts
+            rows = sorted(((s["params"], s) for s in groups.values() if (s["arm"], s["steps"]) == (arm, steps)),
+                          key=lambda r: r[0])
             x = [p for p, _ in rows]
             y = [np.mean([s["subsets"][lab][key]["mean"] for lab in s["subsets"]]) for _, s in rows]
-            ax.plot(x, y, marker=marker, label=f"{arm}: {label}")
+            ax.plot(x, y, marker=marker, label=f"{arm}, {steps:,} steps: {label}")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())   # the minor labels of a short log axis overlap
     ax.set_xlabel("parameters")
     ax.set_ylabel("nats (mean over seeds and task subsets)")
     ax.legend(fontsize=7)
