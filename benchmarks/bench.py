@@ -9,7 +9,9 @@ machine, and written to JSON:
 * **dense matmul**: FLOP/s of a jitted ``n x n`` matrix product (the machine's ceiling
   for this dtype as XLA reaches it);
 * **throughput**: prompts per second of the executor (``superpose.model``: batched,
-  dense attention up to 256 tokens, block by block beyond), of TransformerLens's
+  dense attention up to 256 tokens, block by block and for the live heads only beyond,
+  the batch split over one CPU device per core (``use_all_cores``), and again on one
+  device), of TransformerLens's
   ``HookedTransformer`` (CPU torch, float64, the same weights and batch) and of the NumPy
   reference (``superpose.verify.numpy_forward``, one prompt at a time), and the ratios,
   at several prompt lengths;
@@ -26,7 +28,8 @@ A point is run only if XLA's planned peak memory is below ``memory_fraction`` of
 memory available when the benchmark starts; larger points are reported as not fitting,
 with the memory they would need. FLOPs are those of the matrix products as executed:
 dense attention computes all ``T x T`` scores (the mask is applied afterwards); the
-block-wise path computes the visible blocks only, ``q k^T`` twice (max, then sums).
+block-wise path computes the visible blocks only, ``q k^T`` twice (max, then sums), for
+the heads the program computes.
 """
 
 from __future__ import annotations

@@ -17,8 +17,8 @@ answers differ), next to
 Per model and subset: slope and R² of probability vs share, ``KL(shares || q)`` (the
 paper's metric, ``verify.calibration``), off-task mass, and two per-prompt measures:
 ``spread`` (the standard deviation of a task's probability across prompts with the same
-shares) and ``peak_probability`` (the mean largest task probability, against
-``peak_share``) (``mixtures.calibration_metrics``),
+shares, against ``spread_one_task``) and ``peak_probability`` (the mean largest task
+probability, against ``peak_share``) (``mixtures.calibration_metrics``),
 and for trained models ``kl_bayes``: the mean ``KL(Bayes_arm || q)`` over the content
 tokens, the distance to the ideal learner of the run's own arm. Coverage (the paper's
 ``r``): for uniform mixtures of ``K'`` random tasks (``K' = 2..K``, the examples split as
@@ -234,7 +234,8 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for key, label, marker in (("kl", "KL(shares ‖ q)", "o"), ("kl_bayes", "KL(Bayes of the arm ‖ q)", "s")):
         # one line per arm and training length: groups that differ only in steps are not sizes
-        for arm, steps in sorted({(s["arm"], s["steps"]) for s in groups.values()}, key=lambda a: (arms.index(a[0]), a[1])):
+        series = sorted({(s["arm"], s["steps"]) for s in groups.values()}, key=lambda a: (arms.index(a[0]), a[1]))
+        for arm, steps in series:
             # sorted by size only: groups of one size must not compare their dicts
             rows = sorted(((s["params"], s) for s in groups.values() if (s["arm"], s["steps"]) == (arm, steps)),
                           key=lambda r: r[0])

@@ -106,14 +106,11 @@ def calibration_metrics(probs: np.ndarray, answers: np.ndarray, shares: np.ndarr
     total = q.ravel() - q.ravel().mean()
     r2 = 1 - float(residual @ residual) / float(total @ total) if float(total @ total) > 0 else 1.0
     kl = np.mean([calibration_kl(s, a, row) for s, a, row in zip(shares, answers, probs)])
-    n_points = len(probs) // prompts_per_point
-    points = [{"share": shares[i * prompts_per_point].tolist(),
-               "mean_probability": q[i * prompts_per_point:(i + 1) * prompts_per_point].mean(0).tolist()}
-              for i in range(n_points)]
-    spread = float(np.mean([q[i * prompts_per_point:(i + 1) * prompts_per_point].std(0).mean()
-                            for i in range(n_points)]))
-    one_task = float(np.mean([np.sqrt(pi[i * prompts_per_point] * (1 - pi[i * prompts_per_point])).mean()
-                              for i in range(n_points)]))
+    at_point = [slice(i * prompts_per_point, (i + 1) * prompts_per_point)
+                for i in range(len(probs) // prompts_per_point)]
+    points = [{"share": pi[at.start].tolist(), "mean_probability": q[at].mean(0).tolist()} for at in at_point]
+    spread = float(np.mean([q[at].std(0).mean() for at in at_point]))
+    one_task = float(np.mean([np.sqrt(pi[at.start] * (1 - pi[at.start])).mean() for at in at_point]))
     out = {"n_prompts": len(probs), "slope": float(slope), "intercept": float(intercept), "r2": float(r2),
            "kl": float(kl), "off_task_mass": float(1 - q.sum(1).mean()), "spread": spread, "spread_one_task": one_task,
            "peak_probability": float(q.max(1).mean()), "peak_share": float(pi.max(1).mean()), "points": points}
