@@ -381,7 +381,7 @@ def test_trained_checkpoint_probabilities_match_the_flax_model(tmp_path):
     """llm-eval on the committed two-token checkpoint (through TransformerLens) against the Flax model
     run here: each answer's probability is the product of the softmax at the ARROW and at its first token."""
     from superpose.setting import Example, Prompt, tokenize
-    from superpose.train.model import GPT
+    from superpose.train.model import compiled_logits
     from superpose.train.trainer import load_checkpoint
 
     checkpoint = str(__import__("pathlib").Path(__file__).parents[1] / "train" / "results" / "generation")
@@ -390,7 +390,7 @@ def test_trained_checkpoint_probabilities_match_the_flax_model(tmp_path):
                  "-o", str(out)]) == 0
     records = [json.loads(x) for x in out.read_text().splitlines()][:-1]
     run = load_checkpoint(checkpoint)
-    tasks, model = run.config.tasks, GPT(run.config.model_config)
+    tasks, logits_of = run.config.tasks, compiled_logits(run.config.model_config)
     copy = {"copy AB": (0, 1), "copy AC": (0, 2), "copy BA": (1, 0)}  # the task names say what they copy
     for r in records:
         query = r["query"].split(" ")
@@ -412,7 +412,7 @@ def test_trained_checkpoint_probabilities_match_the_flax_model(tmp_path):
     for candidate, p in zip(candidates, got):
         a, b = map(int, candidate.split(" "))
         tokens = tokenize(tasks, Prompt(examples, (13, 14, 15), (a,)))
-        logits = np.asarray(model.apply({"params": run.params}, tokens[None, :]), dtype=np.float64)[0]
+        logits = np.asarray(logits_of(run.params, tokens[None, :]), dtype=np.float64)[0]
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         assert p == pytest.approx(probs[-2, a] * probs[-1, b], rel=1e-4)

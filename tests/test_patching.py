@@ -10,7 +10,7 @@ import pytest
 from superpose import Example, Prompt, Task, TaskSet, build, tokenize
 from superpose.model import apply_layers, embed, run_tokens, unembed
 from superpose.train.hooked import from_checkpoint
-from superpose.train.model import GPT
+from superpose.train.model import compiled_logits
 from superpose.train.trainer import CHECKPOINT_FILES, TrainConfig, TrainResult, _initial_state, _save, load_checkpoint
 from superpose.verify.patching import (
     LogitDifference,
@@ -65,7 +65,7 @@ def _random_tokens(rng, n_tokens, batch, T):
 
 
 def _flax_logits(run, tokens):
-    return np.asarray(GPT(run.config.model_config).apply({"params": run.params}, tokens), dtype=np.float64)
+    return np.asarray(compiled_logits(run.config.model_config)(run.params, tokens), dtype=np.float64)
 
 
 def test_trained_forward_matches_flax(trained_run, trained):

@@ -57,12 +57,9 @@ def _with_prefix(prompt: Prompt, prefix: Sequence[int]) -> Prompt:
 def trained_next_token(config, params) -> NextTokenFn:
     """Softmax of the trained GPT's logits at the prompt's last position (after the query's prefix),
     restricted to the content tokens (not renormalised). Batches are padded to a power of two."""
-    import jax
+    from .model import compiled_logits
 
-    from .model import GPT
-
-    model = GPT(config.model_config)
-    apply = jax.jit(lambda p, t: model.apply({"params": p}, t))
+    apply = compiled_logits(config.model_config)
     tasks = config.tasks
 
     def next_token(prompts: Sequence[Prompt]) -> np.ndarray:

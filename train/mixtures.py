@@ -47,12 +47,9 @@ def proportion_grid(n_examples: int, n_tasks: int) -> list[tuple[int, ...]]:
 def trained_probabilities(config, params, chunk: int = 512) -> ProbabilityFn:
     """Softmax over the trained model's logits at the query's ARROW (prompts grouped by length, in
     batches of ``chunk``)."""
-    import jax
+    from .model import compiled_logits
 
-    from .model import GPT
-
-    model = GPT(config.model_config)
-    apply = jax.jit(lambda p, t: model.apply({"params": p}, t))
+    apply = compiled_logits(config.model_config)
 
     def probabilities(prompts: Sequence[Prompt]) -> np.ndarray:
         tasks = config.tasks

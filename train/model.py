@@ -17,6 +17,7 @@ plateau of a uniform guess over the query's characters; with it, 4-position runs
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import flax.linen as nn
@@ -90,6 +91,16 @@ def position_table(pos_embed, example_pos_embed, example_length: int):
 def trained_position_table(params, config: GPTConfig):
     """``position_table`` of a trained model's params."""
     return position_table(params["pos_embed"], params.get("example_pos_embed"), config.example_length)
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_logits(config: GPTConfig):
+    """``(params, tokens) -> logits``, jitted once per config and shared by every caller (a
+    ``jax.jit`` made per call compiles the same program again)."""
+    import jax
+
+    model = GPT(config)
+    return jax.jit(lambda params, tokens: model.apply({"params": params}, tokens))
 
 
 def n_params(params) -> int:

@@ -233,7 +233,7 @@ def load_checkpoint(path: str) -> TrainResult:
             blob = f.read()
     except (OSError, ValueError, KeyError) as e:
         raise TrainConfigError(f"{path}: no readable checkpoint ({e})") from None
-    params, opt_state = _initial_state(config)
+    params, opt_state = jax.eval_shape(lambda: _initial_state(config))   # the tree only: nothing computed
     try:
         state = serialization.from_bytes({"params": params, "opt_state": opt_state}, blob)
     except Exception as e:  # msgpack raises several types for truncated data
@@ -242,6 +242,8 @@ def load_checkpoint(path: str) -> TrainResult:
 
 
 def _initial_state(config: TrainConfig):
+    """Initial (params, optimizer state). Run eagerly on purpose: a jitted init draws different
+    float32 values (fused differently), so the committed runs would no longer retrain bit for bit."""
     model, optimizer, _ = make_step(config)
     tokens = jnp.zeros((1, config.n_ctx), dtype=jnp.int32)
     params = model.init(jax.random.key(config.seed), tokens)["params"]
