@@ -96,3 +96,28 @@ def test_bench_without_a_source_checkout_exits_2_with_one_line(tmp_path, capsys,
     assert superpose.cli.main(["bench", "--quick"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "runs benchmarks/bench.py from a source checkout" in err[0]
+
+
+def test_the_user_fuzz_benchmark_writes_its_output_atomically_and_only_with_force(tmp_path, monkeypatch, capsys):
+    """``make user-fuzz`` refreshes the committed result through ``-o ... --force``; without ``--force``
+    an existing file is refused before any fuzzing, and left as it was."""
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(superpose.verify.cli.BENCH_PROGRAM), "user_fuzz.py")
+    spec = importlib.util.spec_from_file_location("user_fuzz_program", path)
+    program = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(program)
+    out = tmp_path / "fuzz.json"
+    monkeypatch.setattr("sys.argv", ["user_fuzz.py", "--examples", "2", "--unpadded", "0", "-o", str(out)])
+    program.main()
+    written = json.loads(out.read_text())
+    assert written["padded"]["examples"] == 2 and written == json.loads(capsys.readouterr().out)
+    out.write_text("kept")
+    with pytest.raises(SystemExit) as refused:
+        program.main()
+    assert refused.value.code == 2 and "exists; pass --force" in capsys.readouterr().err
+    assert out.read_text() == "kept"
+    monkeypatch.setattr("sys.argv", ["user_fuzz.py", "--examples", "2", "--unpadded", "0", "-o", str(out), "--force"])
+    program.main()
+    assert json.loads(out.read_text())["padded"]["examples"] == 2

@@ -532,15 +532,17 @@ def test_a_random_binary_file_is_not_a_weights_file(tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # No misleading messages: the bound's status, exit codes, deterministic --json
 
-def test_json_output_is_byte_identical_across_runs(tmp_path):
+def test_json_output_is_byte_identical_across_runs(tmp_path, capsys):
+    """Two fresh processes print the same bytes; ``--timing`` (here in this process) adds only its timings."""
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "superpose.cli", "run", _tasks_file(tmp_path, 2, 4), _prompt_file(tmp_path, 5),
-            "--json"]
-    first, second = (subprocess.run(args, capture_output=True, check=True).stdout for _ in range(2))
+    argv = ["run", _tasks_file(tmp_path, 2, 4), _prompt_file(tmp_path, 5), "--json"]
+    first, second = (subprocess.run([sys.executable, "-m", "superpose.cli", *argv], capture_output=True,
+                                    check=True).stdout for _ in range(2))
     assert first == second and b'"seconds"' not in first and b'"timing"' not in first
-    timed = json.loads(subprocess.run([*args, "--timing"], capture_output=True, check=True).stdout)
+    assert main([*argv, "--timing"]) == 0
+    timed = json.loads(capsys.readouterr().out)
     assert timed["timing"]["run_seconds"] > 0
     del timed["timing"]
     assert timed == json.loads(first)
