@@ -4,6 +4,7 @@ References are independent of the hookable forward pass: the trained model's own
 ``GPT.apply``, the constructed model's JAX runner (``superpose.model``) and TransformerLens.
 """
 
+import jax
 import numpy as np
 import pytest
 
@@ -41,7 +42,7 @@ def offset_run():
     """A randomly initialised GPT with the example-offset position embedding (``train.model``)."""
     config = TrainConfig(family="positions", vocab_size=8, slots=3, n_examples=4, d_model=16, n_layers=2, n_heads=2,
                          example_positions=True)
-    params, opt_state = _initial_state(config)
+    params, opt_state = jax.jit(_initial_state, static_argnums=0)(config)   # one program, not one per init op
     return TrainResult(config, params, opt_state, 0)
 
 
