@@ -84,11 +84,15 @@ def test_coverage_prompts_are_uniform_mixtures_and_coverage_counts_top_k():
     assert interval([1.0, 2.0, 3.0])["ci95"] == pytest.approx(4.302652729911275 * 1 / np.sqrt(3))
 
 
+# The model, optimizer and batch shapes of the two short runs below: they share one compiled step.
+SHORT_RUN = dict(family="positions", vocab_size=8, slots=2, n_examples=4, d_model=16, n_layers=1, n_heads=2,
+                 batch_size=32, steps=60, learning_rate=1e-2, warmup_steps=5, eval_every=30, eval_prompts=64,
+                 checkpoint_every=30)
+
+
 @pytest.mark.slow
 def test_short_training_run_of_the_mixed_arm_approaches_its_bayes_floor(tmp_path):
-    config = TrainConfig(family="positions", vocab_size=8, slots=2, n_examples=4, arm="mixed", label_noise=0.05,
-                         dirichlet_alpha=0.5, d_model=16, n_layers=1, n_heads=2, batch_size=32, steps=60,
-                         learning_rate=1e-2, warmup_steps=5, eval_every=30, eval_prompts=64, checkpoint_every=30)
+    config = TrainConfig(**SHORT_RUN, arm="mixed", label_noise=0.05, dirichlet_alpha=0.5)
     result = train(config, str(tmp_path / "run"))
     first, last = result.history[0], result.history[-1]
     assert last["eval_loss"] < first["eval_loss"]
@@ -101,16 +105,14 @@ def test_continue_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, cap
     import superpose.cli
 
     config = tmp_path / "c.json"
-    config.write_text(json.dumps(dict(family="positions", vocab_size=8, slots=2, n_examples=3, arm="weak",
-                                      label_noise=0.1, d_model=8, n_layers=1, n_heads=2, batch_size=8, steps=20,
-                                      eval_every=10, eval_prompts=16, checkpoint_every=10)))
+    config.write_text(json.dumps({**SHORT_RUN, "arm": "weak", "label_noise": 0.1}))
     out = str(tmp_path / "run")
     args = ["train", "--config", str(config), "--out", out, "--quiet", "--continue"]
-    train(TrainConfig.from_dict(json.loads(config.read_text())), out, stop_after=10)
+    train(TrainConfig.from_dict(json.loads(config.read_text())), out, stop_after=30)
     assert superpose.cli.main(args) == 0
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["resumed_from_step"] == 10
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["resumed_from_step"] == 30
     assert superpose.cli.main(args) == 0
-    assert "finished (20 steps), skipped" in capsys.readouterr().out
+    assert "finished (60 steps), skipped" in capsys.readouterr().out
     assert superpose.cli.main(args + ["--seed", "3"]) == 2
     assert "different config" in capsys.readouterr().err
 

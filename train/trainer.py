@@ -131,7 +131,16 @@ class TrainResult:
         return self.history[-1] if self.history else {}
 
 
-def _optimizer(config: TrainConfig):
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """What the optimizer (and so the compiled step) depends on besides the model."""
+    learning_rate: float
+    warmup_steps: int
+    steps: int
+    weight_decay: float
+
+
+def _optimizer(config: OptimizerConfig):
     warmup = min(config.warmup_steps, config.steps // 2)  # short runs (tests) still decay
     schedule = optax.warmup_cosine_decay_schedule(
         0.0, config.learning_rate, warmup, config.steps, config.learning_rate / 20)
@@ -144,10 +153,17 @@ def answer_loss(logits, positions, answers):
     return -jnp.take_along_axis(logp, answers[..., None], axis=-1).mean()
 
 
-@functools.lru_cache(maxsize=8)  # one compiled step per config: resuming, or training it again, reuses it
 def make_step(config: TrainConfig):
-    model = GPT(config.model_config)
-    optimizer = _optimizer(config)
+    """(model, optimizer, jitted step) of a run: shared by every config with the same model and
+    optimizer settings (its data fields, arm, noise, seed, do not change the program)."""
+    return _make_step(config.model_config, OptimizerConfig(config.learning_rate, config.warmup_steps, config.steps,
+                                                           config.weight_decay))
+
+
+@functools.lru_cache(maxsize=8)  # one compiled step each: resuming, or training another arm or seed, reuses it
+def _make_step(model_config: GPTConfig, optimizer_config: OptimizerConfig):
+    model = GPT(model_config)
+    optimizer = _optimizer(optimizer_config)
 
     @jax.jit
     def step(params, opt_state, tokens, positions, answers):
