@@ -42,6 +42,7 @@ The prose is in the markdown cells (``# %% [markdown]``): open this file as a no
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -107,11 +108,22 @@ def mixed_prompt(tasks: TaskSet, counts=(6, 4, 2)) -> Prompt:
 
 
 def make_step(tasks: TaskSet, prompt: Prompt, mode: str = "conditioned"):
-    """The next-letter step the decoders run on: the constructed model or the analytic prediction."""
+    """The next-letter step the decoders run on: the constructed model or the analytic prediction.
+    Each decoder gets a fresh step (it counts its forward passes); the model is built once per mode."""
     if CONSTRUCTED:
-        options = {} if mode == "conditioned" else {"conditioned": False}
-        return model_step(build(tasks, max_examples=prompt.n_examples, **options), prompt, "float64")
+        return model_step(constructed_model(tasks, prompt.n_examples, mode), prompt, "float64")
     return analytic_step(tasks, prompt, mode, exact=True)
+
+
+BUILT: dict = {}   # (task set as JSON, max_examples, mode) -> the constructed model
+
+
+def constructed_model(tasks: TaskSet, max_examples: int, mode: str):
+    key = (json.dumps(tasks.to_json(), sort_keys=True), max_examples, mode)
+    if key not in BUILT:
+        options = {} if mode == "conditioned" else {"conditioned": False}
+        BUILT[key] = build(tasks, max_examples=max_examples, **options)
+    return BUILT[key]
 
 
 # %% [markdown]
