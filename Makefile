@@ -82,16 +82,23 @@ emergence-s8: $(STAMP)
 # The emergence grid with the learned example-offset position embedding (TrainConfig.example_positions):
 # 4 positions, three arms, 3 seeds of 9,000 steps, evaluated on mixed prompts; plus the conclusive
 # arm's 3,000-step runs, which mostly stayed on the plateau (README, Emergence), the conclusive arm at
-# two more sizes (d32 L2 and d96 L4, 9,000 steps), and one 8-position run with
-# the offsets (seed 0, evaluated with the other 8-position runs by `emergence`). Resumable as above.
+# two more sizes (d32 L2 and d96 L4, 9,000 steps); single runs that tried to get the arms and sizes
+# that stayed on the plateau to learn (the mixed arm at d96 L4; a learning rate of 3e-3 for the
+# conclusive arm's seed 1 and the mixed arm's seed 0), and two 8-position runs with the offsets (d64 L3
+# and d96 L4, seed 0, evaluated with the other 8-position runs by `emergence`). Resumable as above.
+OFFSET_SINGLE_RUNS := s4-offsets/s4-offsets-mixed-long-large:0 s4-offsets/s4-offsets-conclusive-long-lr3:1 \
+                      s4-offsets/s4-offsets-mixed-long-lr3:0 s8/s8-offsets-conclusive-long:0 \
+                      s8/s8-offsets-conclusive-long-large:0
 emergence-offsets: $(STAMP)
 	for seed in $(EMERGENCE_SEEDS); do for run in conclusive-long weak-long mixed-long conclusive \
 	    conclusive-long-small conclusive-long-large; do \
 	  $(BIN)/superpose train --config train/configs/emergence/s4-offsets-$$run.json --seed $$seed \
 	    --out train/results/emergence/s4-offsets/s4-offsets-$$run-seed$$seed --continue || exit 1; \
 	done; done
-	$(BIN)/superpose train --config train/configs/emergence/s8-offsets-conclusive-long.json --seed 0 \
-	  --out train/results/emergence/s8/s8-offsets-conclusive-long-seed0 --continue
+	for item in $(OFFSET_SINGLE_RUNS); do run=$${item%:*}; seed=$${item#*:}; \
+	  $(BIN)/superpose train --config train/configs/emergence/$${run#*/}.json --seed $$seed \
+	    --out train/results/emergence/$$run-seed$$seed --continue || exit 1; \
+	done
 	$(BIN)/superpose evaluate-mixtures --checkpoint train/results/emergence/s4-offsets/s4-offsets-*-seed* \
 	  --out train/results/emergence/s4-offsets --force
 
