@@ -26,7 +26,7 @@ demo: $(STAMP)
 
 # One pytest-xdist worker per core; tests/conftest.py groups tests by file (a module's fixtures run
 # once) and puts every Hypothesis test with the compile-count test on one worker. XLA compiling is
-# about 40% of the suite's CPU time: JAX's persistent compilation cache (keyed by the program, the
+# about a third of the suite's CPU time: JAX's persistent compilation cache (keyed by the program, the
 # compile options and the jax/jaxlib versions) keeps every compiled program in $(VENV)/jax-cache, so a
 # second run (and every subprocess a test starts) loads them instead; at most 256 MiB, least recently
 # used evicted first; `make clean` removes it.
