@@ -92,12 +92,35 @@ def test_resume_rejects_a_different_config_and_corrupt_checkpoints(tmp_path):
     ("vocab_size", 2, "must exceed slots"),
     ("learning_rate", -1.0, "learning_rate: must be > 0"),
     ("example_positions", 1, "example_positions: must be true or false"),
+    ("seed", -1, "seed: must be an integer >= 0"),
+    ("data_seed", 1.5, "data_seed: must be an integer >= 0"),
+    ("data_seed", True, "data_seed: must be an integer >= 0"),
 ])
 def test_bad_train_config(field, value, message):
     with pytest.raises(TrainConfigError, match=message):
         TrainConfig(**{**TINY.__dict__, field: value}).validate()
     with pytest.raises(TrainConfigError, match="unknown field"):
         TrainConfig.from_dict({"stepz": 3})
+
+
+def test_the_data_seed_sets_the_prompts_apart_from_the_initial_weights():
+    """``data_seed`` None draws the prompts from ``seed``; set, it changes the prompts (training
+    batches and evaluation prompts) and leaves the initial weights to ``seed``."""
+    import jax
+
+    from superpose.train.trainer import _initial_state, batch_for_step, eval_batch
+
+    same_as_seed = TrainConfig(**{**TINY.__dict__, "data_seed": TINY.seed})
+    apart = TrainConfig(**{**TINY.__dict__, "data_seed": TINY.seed + 1})
+    other_seed = TrainConfig(**{**TINY.__dict__, "seed": TINY.seed + 1})
+    for step in (0, 7):
+        assert np.array_equal(batch_for_step(TINY, step).tokens, batch_for_step(same_as_seed, step).tokens)
+        assert np.array_equal(batch_for_step(apart, step).tokens, batch_for_step(other_seed, step).tokens)
+        assert not np.array_equal(batch_for_step(TINY, step).tokens, batch_for_step(apart, step).tokens)
+    assert np.array_equal(eval_batch(apart).tokens, eval_batch(other_seed).tokens)
+    leaves = lambda config: jax.tree_util.tree_leaves(_initial_state(config)[0])   # noqa: E731
+    assert all(np.array_equal(a, b) for a, b in zip(leaves(TINY), leaves(apart)))
+    assert not all(np.array_equal(a, b) for a, b in zip(leaves(TINY), leaves(other_seed)))
 
 
 def test_constructed_model_is_exactly_calibrated_on_the_same_prompts():

@@ -21,7 +21,7 @@ GENERATION_OUTPUTS = ("generation.json", "generation.png")
 def _checkpoint_inputs(directory: str) -> list[str]:
     return [os.path.join(directory, name) for name in CHECKPOINT_FILES]
 
-OVERRIDABLE = ("steps", "seed", "d_model", "n_layers", "n_heads", "batch_size", "learning_rate",
+OVERRIDABLE = ("steps", "seed", "data_seed", "d_model", "n_layers", "n_heads", "batch_size", "learning_rate",
                "n_examples", "eval_every", "checkpoint_every")
 
 

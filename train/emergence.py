@@ -137,6 +137,8 @@ def evaluate_runs(runs: dict, subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1,
                           "n_layers": run.config.n_layers, "params": n_params(run.params), "step": run.step,
                           "steps": run.config.steps, "eval_loss": final.get("eval_loss"),
                           "bayes_loss": final.get("bayes_loss"), "accuracy_last": final.get("accuracy_last")})
+            if run.config.data_seed is not None:   # set apart from the seed (older runs have no key)
+                entry["data_seed"] = run.config.data_seed
             if entry["eval_loss"] is not None and entry["bayes_loss"] is not None:
                 entry["gap_to_bayes"] = entry["eval_loss"] - entry["bayes_loss"]
         report_models[name] = entry

@@ -1,9 +1,11 @@
 """Train the small GPT with optax on prompts of one training arm (``data.arm_batch``); checkpoints,
 resume, deterministic seed.
 
-Determinism: the batch of step ``i`` is drawn from ``np.random.default_rng([seed, i])``
+Determinism: the batch of step ``i`` is drawn from ``np.random.default_rng([data_seed, i])``
 and the initial parameters from ``jax.random.key(seed)``, so a run resumed from a
-checkpoint continues exactly as the uninterrupted run would.
+checkpoint continues exactly as the uninterrupted run would. ``data_seed`` defaults to
+``seed`` (one number fixes a run); set apart, it tells whether the prompts or the
+initial weights decide what a run learns.
 
 Checkpoints are ``checkpoint.msgpack`` (``flax.serialization`` of params, optimizer state
 and step) next to ``checkpoint.json`` (config, step, metrics so far).
@@ -56,6 +58,7 @@ class TrainConfig:
     label_noise: float = 0.0      # probability that an example's answer is a uniformly random token
     dirichlet_alpha: float = 1.0  # the mixed arm's Dirichlet concentration of task proportions
     example_positions: bool = False  # add the learned example-offset embedding (train.model)
+    data_seed: int | None = None  # the training and evaluation prompts' seed; None: the same as seed
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -83,6 +86,11 @@ class TrainConfig:
             raise TrainConfigError(f"family {self.family!r}: {e}") from None
         if self.d_model % self.n_heads:
             raise TrainConfigError(f"d_model: {self.d_model} is not divisible by n_heads = {self.n_heads}")
+        for name in ("seed", "data_seed"):
+            value = getattr(self, name)
+            if (value is not None or name == "seed") and (isinstance(value, bool) or not isinstance(value, int)
+                                                           or value < 0):
+                raise TrainConfigError(f"{name}: must be an integer >= 0, got {value!r}")
         if not self.learning_rate > 0:
             raise TrainConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
         if not isinstance(self.arm, str) or self.arm not in ARMS:
@@ -98,6 +106,11 @@ class TrainConfig:
         if (self.arm != "conclusive" or self.label_noise) and self.tasks.answer_length != 1:
             raise TrainConfigError(f"arm {self.arm!r} with label_noise {self.label_noise}: needs one-token "
                                    f"answers, family {self.family!r} has {self.tasks.answer_length}")
+
+    @property
+    def prompt_seed(self) -> int:
+        """The seed of the training batches and the evaluation prompts."""
+        return self.seed if self.data_seed is None else self.data_seed
 
     @property
     def tasks(self):
@@ -155,7 +168,7 @@ def answer_loss(logits, positions, answers):
 
 def make_step(config: TrainConfig):
     """(model, optimizer, jitted step) of a run: shared by every config with the same model and
-    optimizer settings (its data fields, arm, noise, seed, do not change the program)."""
+    optimizer settings (its data fields, arm, noise, seeds, do not change the program)."""
     return _make_step(config.model_config, OptimizerConfig(config.learning_rate, config.warmup_steps, config.steps,
                                                            config.weight_decay))
 
@@ -186,12 +199,12 @@ def config_batch(config: TrainConfig, batch_size: int, rng: np.random.Generator)
 
 
 def batch_for_step(config: TrainConfig, step: int) -> Batch:
-    return config_batch(config, config.batch_size, np.random.default_rng([config.seed, step]))
+    return config_batch(config, config.batch_size, np.random.default_rng([config.prompt_seed, step]))
 
 
 def eval_batch(config: TrainConfig) -> Batch:
     """The fixed evaluation prompts of a run (fresh prompts of its training distribution)."""
-    return config_batch(config, config.eval_prompts, np.random.default_rng([config.seed, 10 ** 9]))
+    return config_batch(config, config.eval_prompts, np.random.default_rng([config.prompt_seed, 10 ** 9]))
 
 
 def evaluate(config: TrainConfig, params) -> dict:
