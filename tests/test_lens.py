@@ -7,10 +7,7 @@ import math
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from hypothesis import given, settings
-from transformer_lens import HookedTransformer
 
 import superpose.cli
 from superpose import Task, TaskSet, build, predict, prediction_positions, tokenize
@@ -24,6 +21,8 @@ from superpose.verify.strategies import cases
 from conftest import FUZZ_SHAPE
 
 pytestmark = pytest.mark.slow  # runs TransformerLens
+# torch and transformer_lens are imported inside the tests that use them: collecting this file
+# (every pytest-xdist worker collects every file) should not cost their import (seconds each).
 
 AGREEMENT = 1e-9
 FAMILY = dict(max_vocab=6, max_slots=3, max_tasks=4, max_examples=12)
@@ -62,6 +61,9 @@ def test_a_batch_of_long_prompts_with_four_tasks():
 
 def test_the_hooked_transformer_is_a_plain_float64_transformer_holding_our_weights():
     tasks = TaskSet(5, 2, [Task("copy0", 0, [0, 1, 2, 3, 4]), Task("next1", 1, [1, 2, 3, 4, 0])])
+    import torch
+    from transformer_lens import HookedTransformer
+
     model = build(tasks, max_examples=6)
     hooked = to_hooked_transformer(model)
     assert isinstance(hooked, HookedTransformer)
@@ -87,6 +89,9 @@ def test_the_hooked_transformer_is_a_plain_float64_transformer_holding_our_weigh
 
 def test_our_kl_is_the_paper_code_formula_when_answers_differ():
     """``F.kl_div(q.log(), p, reduction="sum")`` (edixiong/task-superposition) on distinct answers."""
+    import torch
+    import torch.nn.functional as F
+
     rng = np.random.default_rng(5)
     for _ in range(20):
         K = int(rng.integers(2, 6))

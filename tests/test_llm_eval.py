@@ -34,11 +34,12 @@ from superpose.verify.llm_eval import (
     split_in_context,
 )
 
-torch = pytest.importorskip("torch", reason="the lens extra (torch, transformers) is part of `make install`")
-transformers = pytest.importorskip("transformers", reason="the lens extra is part of `make install`")
+# torch and transformers (the lens extra, part of `make install`) are imported where they are used:
+# every pytest-xdist worker collects this file, and importing them takes seconds.
 
 
 def _tokenizer(texts, vocab_size):
+    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
@@ -52,6 +53,9 @@ def _tokenizer(texts, vocab_size):
 def _save_tiny_gpt2(directory, vocab_size: int, merges: bool = True) -> None:
     """A byte-level BPE (``merges``: trained on the families' lines; else characters only) and a random
     2-layer GPT-2 over it, saved as a Hugging Face model directory."""
+    import torch
+    import transformers
+
     texts = [PromptFormat().example(i.input, a) for n in family_names() for i in load_family(n).items
              for a in i.answers]
     tokenizer = _tokenizer(texts, vocab_size if merges else 256)
@@ -155,6 +159,9 @@ def test_drawn_prompts_show_one_task_per_example():
 def _teacher_forced(directory, prefix: str, continuation: str) -> tuple[float, list[str]]:
     """P(continuation | prefix) as the product of next-token probabilities of the whole text's
     tokens after the prefix's, computed here with torch; and those tokens as strings."""
+    import torch
+    import transformers
+
     tokenizer = transformers.AutoTokenizer.from_pretrained(directory)
     model = transformers.AutoModelForCausalLM.from_pretrained(directory).eval()
     ids = tokenizer(prefix + continuation)["input_ids"]
