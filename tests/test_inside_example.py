@@ -31,7 +31,10 @@ def ran(tmp_path_factory):
 
 def flax_residuals(run, tokens):
     """The residual at the last token after the embedding and after each block, from Flax's forward pass."""
-    _, state = GPT(run.config.model_config).apply({"params": run.params}, tokens, capture_intermediates=True)
+    # one compiled program, not Flax's eager op-by-op run (a program per operation); float32 either way
+    apply = jax.jit(lambda params, t: GPT(run.config.model_config).apply({"params": params}, t,
+                                                                          capture_intermediates=True))
+    _, state = apply(run.params, tokens)
     inter = state["intermediates"]
     embed = inter["embed"]["__call__"][0] + trained_position_table(run.params, run.config.model_config)[: tokens.shape[1]]
     blocks = [inter[f"block_{i}"]["__call__"][0] for i in range(run.config.n_layers)]
