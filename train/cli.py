@@ -252,9 +252,11 @@ def register(subparsers) -> None:
                    help="resume the run in --out if it holds one of this config, skip it if it is finished, "
                         "else start (for resumable experiment scripts)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    helps = {"seed": "seed of the initial weights, and of the prompts unless --data-seed is given",
+             "data_seed": "seed of the training batches and the evaluation prompts (default: --seed)"}
     for name in OVERRIDABLE:
         kind = float if name == "learning_rate" else int
-        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None)
+        t.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None, help=helps.get(name))
     t.set_defaults(func=_cmd_train)
 
     e = subparsers.add_parser("evaluate-mixtures",
