@@ -175,7 +175,7 @@ def test_evaluation_of_a_tiny_trained_model_via_the_cli(tmp_path, capsys):
     assert "steps: must be a positive integer" in capsys.readouterr().err
     # --data-seed reaches the config (its effect on the prompts: test_the_data_seed_sets_...); a bad one is refused
     assert superpose.cli.main(["train", "--config", str(config), "--out", str(tmp_path / "data3"), "--quiet",
-                               "--steps", "2", "--data-seed", "3"]) == 0
+                               "--data-seed", "3"]) == 0   # TINY's steps: the compiled step is reused
     assert load_checkpoint(str(tmp_path / "data3")).config.data_seed == 3
     assert superpose.cli.main(["train", "--config", str(config), "--out", str(tmp_path / "bad"),
                                "--data-seed", "-1"]) == 2
