@@ -95,6 +95,24 @@ def test_constructed_forward_matches_runner(constructed_model, constructed):
     assert np.abs(run_with_patches(constructed, tokens) - reference).max() < 1e-12
 
 
+def test_zero_mlp_units_are_left_out_and_an_edited_one_counts(constructed_model):
+    """The forward pass skips hidden units that write nothing (most of the construction's padded
+    MLPs): the output is the runner's; a unit edited afterwards (weights are plain arrays) counts."""
+    weights = from_constructed(constructed_model)
+    block = weights.blocks[0] = {name: a.copy() for name, a in weights.blocks[0].items()}   # the model's own stay
+    dead = np.flatnonzero(~block["W_in"].any(0) & ~block["W_out"].any(1))
+    assert len(dead) > 0   # the layer is padded to the widest layer's width
+    tokens = _random_tokens(np.random.default_rng(4), constructed_model.config.n_vocab, 3, 12)
+    before = {}
+    assert np.abs(run_with_patches(weights, tokens, cache=before)
+                  - run_tokens(constructed_model, tokens, "float64")).max() < 1e-12
+    unit, direction = dead[0], np.random.default_rng(5).normal(size=weights.d_model)
+    block["b_in"][unit], block["W_out"][unit] = 0.5, direction   # a constant unit: relu(0.5) = 0.5
+    after = {}
+    run_with_patches(weights, tokens, cache=after)
+    assert np.abs(after[(1, "mlp")] - before[(1, "mlp")] - 0.5 * direction).max() < 1e-12
+
+
 @pytest.mark.parametrize("kind", ["trained", "constructed"])
 def test_patching_a_prompt_into_itself_changes_nothing(kind, trained, constructed):
     weights = trained if kind == "trained" else constructed
