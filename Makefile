@@ -86,7 +86,7 @@ emergence-s8: $(STAMP)
 # that stayed on the plateau to learn (the mixed arm at d96 L4; a learning rate of 3e-3 for the
 # conclusive arm's seed 1 and the mixed arm's seed 0; the mixed arm for 18,000 steps), four conclusive
 # runs whose prompts come from another seed than their initial weights (data_seed: the configs
-# ...-data<k>, run with --seed <init>), seeds 3 and 4 of the conclusive arm at d64 L3, and two
+# ...-data<k>, run with --seed <init>), seeds 3 and 4 of the conclusive and the weak arm at d64 L3, and two
 # 8-position runs with the offsets (d64 L3 and d96 L4, seed 0, evaluated with the other 8-position
 # runs by `emergence`). Resumable as above.
 OFFSET_SINGLE_RUNS := s4-offsets/s4-offsets-mixed-long-large:0 s4-offsets/s4-offsets-conclusive-long-lr3:1 \
@@ -94,6 +94,7 @@ OFFSET_SINGLE_RUNS := s4-offsets/s4-offsets-mixed-long-large:0 s4-offsets/s4-off
                       s4-offsets/s4-offsets-conclusive-long-data0:1 s4-offsets/s4-offsets-conclusive-long-data1:0 \
                       s4-offsets/s4-offsets-conclusive-long-data2:1 s4-offsets/s4-offsets-conclusive-long-data1:2 \
                       s4-offsets/s4-offsets-conclusive-long:3 s4-offsets/s4-offsets-conclusive-long:4 \
+                      s4-offsets/s4-offsets-weak-long:3 s4-offsets/s4-offsets-weak-long:4 \
                       s8/s8-offsets-conclusive-long:0 s8/s8-offsets-conclusive-long-large:0
 emergence-offsets: $(STAMP)
 	for seed in $(EMERGENCE_SEEDS); do for run in conclusive-long weak-long mixed-long conclusive \
