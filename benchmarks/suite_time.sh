@@ -44,7 +44,8 @@ for round in $(seq "$rounds"); do
     /usr/bin/time -f "%e %U %S" -o "$log.time" env JAX_COMPILATION_CACHE_DIR="$cache" \
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_COMPILATION_CACHE_MAX_SIZE=268435456 \
       .venv/bin/python -m pytest -n auto --dist loadgroup -q -p no:cacheprovider > "$log" 2>&1 || true
-    read -r wall user sys < "$log.time"
+    # the last line: GNU time puts "Command exited with non-zero status N" before it when tests fail
+    read -r wall user sys < <(tail -n 1 "$log.time")
     cpu=$(python3 -c "print(round($user + $sys))")
     echo "round $round  $rev  load $load  $(tail -n 1 "$log")  wall ${wall} s  cpu ${cpu} s"
     rm -rf "$cache" "$log" "$log.time"

@@ -86,10 +86,9 @@ class TrainConfig:
             raise TrainConfigError(f"family {self.family!r}: {e}") from None
         if self.d_model % self.n_heads:
             raise TrainConfigError(f"d_model: {self.d_model} is not divisible by n_heads = {self.n_heads}")
-        for name in ("seed", "data_seed"):
-            value = getattr(self, name)
-            if (value is not None or name == "seed") and (isinstance(value, bool) or not isinstance(value, int)
-                                                           or value < 0):
+        seeds = {"seed": self.seed, **({} if self.data_seed is None else {"data_seed": self.data_seed})}
+        for name, value in seeds.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise TrainConfigError(f"{name}: must be an integer >= 0, got {value!r}")
         if not self.learning_rate > 0:
             raise TrainConfigError(f"learning_rate: must be > 0, got {self.learning_rate!r}")
