@@ -3,13 +3,15 @@ the resumable CLI, and the committed checkpoints' evaluation reproduced exactly.
 
 import json
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
 from scipy.special import betaln
 
 from superpose.train.data import arm_batch, position_tasks, single_task_batch
-from superpose.train.emergence import coverage, coverage_prompts, evaluate_runs, interval
+from superpose.train.emergence import (bayes_references, coverage, coverage_prompts, evaluate_runs, interval,
+                                       reference_name)
 from superpose.train.trainer import TrainConfig, TrainConfigError, load_checkpoint, train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +119,27 @@ def test_continue_skips_finished_runs_and_resumes_interrupted_ones(tmp_path, cap
     assert "different config" in capsys.readouterr().err
 
 
+def test_each_training_distribution_gets_its_own_bayes_reference():
+    conclusive = TrainConfig(family="positions", slots=4, arm="conclusive", label_noise=0.05)
+    mixed = TrainConfig(family="positions", slots=4, arm="mixed", label_noise=0.05, dirichlet_alpha=0.25)
+    peaked = TrainConfig(family="positions", slots=4, arm="mixed", label_noise=0.05, dirichlet_alpha=0.05)
+    # one distribution per arm: the plain names (a conclusive arm's alpha is not part of its distribution)
+    assert list(bayes_references([conclusive, mixed, replace(conclusive, seed=3, dirichlet_alpha=0.5)])) == \
+        ["bayes conclusive", "bayes mixed"]
+    references = bayes_references([conclusive, mixed, peaked])
+    assert list(references) == ["bayes conclusive", "bayes mixed (alpha 0.25)", "bayes mixed (alpha 0.05)"]
+    assert reference_name(peaked, references) == "bayes mixed (alpha 0.05)"
+    assert reference_name(mixed, references) == "bayes mixed (alpha 0.25)"
+    assert list(bayes_references([conclusive, replace(conclusive, label_noise=0.1)])) == ["bayes conclusive (label_noise 0.05)",
+                                                             "bayes conclusive (label_noise 0.1)"]
+    # the committed report measures each run against its own distribution's reference
+    with open(os.path.join(RESULTS, "s4-offsets", "emergence.json")) as f:
+        models = json.load(f)["models"]
+    assert models["bayes mixed (alpha 0.05)"]["dirichlet_alpha"] == 0.05
+    assert models["s4-offsets-mixed-long-peaked-seed2"]["reference"] == "bayes mixed (alpha 0.05)"
+    assert models["s4-offsets-mixed-long-seed0"]["reference"] == "bayes mixed (alpha 0.25)"
+
+
 @pytest.mark.parametrize("experiment,run", [("s4", "s4-conclusive-seed0"), ("s4", "s4-mixed-seed0"),
                                             ("s4-offsets", "s4-offsets-conclusive-long-seed0")])
 def test_committed_checkpoint_reproduces_its_committed_metrics_exactly(experiment, run):
@@ -139,7 +162,7 @@ def test_the_readme_tables_are_the_ones_evaluate_mixtures_printed(experiment):
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
     assert report_table(report) in readme
-    if experiment == "s4-offsets":   # the runs that learned are told apart from those that did not
+    if experiment != "s4":   # the runs that learned are told apart from those that did not
         assert run_table(report) in readme
 
 

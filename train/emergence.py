@@ -6,8 +6,9 @@ of ``data.arm_batch`` are shown the same mixed prompts (``mixtures.mixture_promp
 on every grid point of proportions, the query's characters distinct so that the tasks'
 answers differ), next to
 
-* the Bayes-optimal predictor of each arm's training distribution (``bayes``), computed
-  exactly on every prompt: the ideal learner of that arm;
+* the Bayes-optimal predictor of each training distribution among the runs (``bayes``;
+  one per arm, more where an arm was trained with several Dirichlet concentrations or label
+  noises: ``bayes_references``), computed exactly on every prompt: the ideal learner of it;
 * the constructed model (``superpose.build``), exact by Theorem 1 (probability = share);
   it runs on the first ``constructed_prompts_per_point`` prompts of each point and the
   first ``4 *`` that many coverage prompts per ``K'`` only (it is slow on CPU and exact, so
@@ -20,7 +21,7 @@ paper's metric, ``verify.calibration``), off-task mass, and two per-prompt measu
 shares, against ``spread_one_task``) and ``peak_probability`` (the mean largest task
 probability, against ``peak_share``) (``mixtures.calibration_metrics``),
 and for trained models ``kl_bayes``: the mean ``KL(Bayes_arm || q)`` over the content
-tokens, the distance to the ideal learner of the run's own arm. Coverage (the paper's
+tokens, the distance to the ideal learner of the run's own training distribution. Coverage (the paper's
 ``r``): for uniform mixtures of ``K'`` random tasks (``K' = 2..K``, the examples split as
 evenly as ``m`` allows), the fraction of the ``K'`` tasks' answers among the model's
 ``K'`` most probable tokens. Groups (runs whose names differ only in ``-seed<k>``) are
@@ -94,18 +95,18 @@ def evaluate_runs(runs: dict, subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1,
     c_per_point = min(constructed_prompts_per_point, prompts_per_point)
     c_cover = min(constructed_prompts_per_point * 4, coverage_prompts_per_k)
 
-    arms = {}
-    for run in runs.values():
-        arms.setdefault(run.config.arm, run.config)
+    references = bayes_references([run.config for run in runs.values()])
     models: dict[str, tuple[str, ProbabilityFn, dict]] = {}
-    for arm, config in arms.items():
-        models[f"bayes {arm}"] = ("bayes", bayes_probabilities(tasks, arm, config.label_noise, config.dirichlet_alpha),
-                                  {"arm": arm, "label_noise": config.label_noise,
-                                   "dirichlet_alpha": config.dirichlet_alpha if arm == "mixed" else None})
+    for reference, config in references.items():
+        models[reference] = ("bayes", bayes_probabilities(tasks, config.arm, config.label_noise,
+                                                          config.dirichlet_alpha),
+                             {"arm": config.arm, "label_noise": config.label_noise,
+                              "dirichlet_alpha": config.dirichlet_alpha if config.arm == "mixed" else None})
     if constructed_prompts_per_point > 0:
         models["constructed"] = ("constructed", constructed_probabilities(tasks, m), {})
     for name, run in runs.items():
-        models[name] = ("trained", trained_probabilities(run.config, run.params), {"arm": run.config.arm})
+        models[name] = ("trained", trained_probabilities(run.config, run.params),
+                        {"arm": run.config.arm, "reference": reference_name(run.config, references)})
 
     bayes_cache: dict[str, dict] = {}
     report_models = {}
@@ -121,8 +122,8 @@ def evaluate_runs(runs: dict, subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1,
             else:
                 probs = fn(prompts)
                 if kind == "bayes":
-                    bayes_cache.setdefault(info["arm"], {})[label] = probs
-                reference = bayes_cache[info["arm"]][label] if kind == "trained" else None
+                    bayes_cache.setdefault(name, {})[label] = probs
+                reference = bayes_cache[info["reference"]][label] if kind == "trained" else None
                 metrics = calibration_metrics(probs, answers, shares, prompts_per_point, reference)
                 if kind == "trained":
                     metrics["kl_bayes"] = metrics.pop("kl_reference")
@@ -143,11 +144,39 @@ def evaluate_runs(runs: dict, subsets: Sequence[Sequence[int]] = ((0, 1), (0, 1,
                 entry["gap_to_bayes"] = entry["eval_loss"] - entry["bayes_loss"]
         report_models[name] = entry
 
-    floors = {arm: bayes_floor(config, floor_prompts) for arm, config in arms.items()}
+    floors = {reference.removeprefix("bayes "): bayes_floor(config, floor_prompts)
+              for reference, config in references.items()}
     return {"family": first.family, "vocab_size": tasks.vocab_size, "slots": tasks.slots, "n_examples": m,
             "prompts_per_point": prompts_per_point, "coverage_prompts": coverage_prompts_per_k,
             "constructed_prompts_per_point": c_per_point, "constructed_coverage_prompts": c_cover,
             "seed": seed, "bayes_floor": floors, "models": report_models, "groups": summarise(report_models)}
+
+
+def _distribution(config) -> tuple:
+    """What a Bayes predictor of a run's training data depends on (besides the tasks)."""
+    return config.arm, config.label_noise, config.dirichlet_alpha if config.arm == "mixed" else None
+
+
+def bayes_references(configs: Sequence) -> dict:
+    """One Bayes-optimal reference per training distribution among ``configs``: ``{name: config}``.
+    The name is ``bayes <arm>``; where runs of one arm were trained on several distributions
+    (another Dirichlet concentration of the mixed arm, another label noise), the parameters that
+    tell them apart follow it, e.g. ``bayes mixed (alpha 0.05)``."""
+    firsts: dict[tuple, object] = {}
+    for config in configs:
+        firsts.setdefault(_distribution(config), config)
+    names = {}
+    for key, config in firsts.items():
+        same_arm = [k for k in firsts if k[0] == key[0]]
+        apart = [f"{label} {key[i]:g}" for i, label in ((1, "label_noise"), (2, "alpha"))
+                 if len({k[i] for k in same_arm}) > 1]
+        names[f"bayes {key[0]}" + (f" ({', '.join(apart)})" if apart else "")] = config
+    return names
+
+
+def reference_name(config, references: dict) -> str:
+    """The name, among ``bayes_references``, of the reference for a run trained with ``config``."""
+    return next(name for name, c in references.items() if _distribution(c) == _distribution(config))
 
 
 SUMMARY_KEYS = ("slope", "r2", "kl", "kl_bayes", "off_task_mass", "spread", "peak_probability")
@@ -162,7 +191,7 @@ def summarise(models: dict) -> dict:
     out = {}
     for group, entries in groups.items():
         first = entries[0]
-        summary = {"arm": first["arm"], "d_model": first["d_model"], "n_layers": first["n_layers"],
+        summary = {"arm": first["arm"], "reference": first["reference"], "d_model": first["d_model"], "n_layers": first["n_layers"],
                    "params": first["params"], "steps": first["steps"], "seeds": sorted(e["seed"] for e in entries),
                    "subsets": {},
                    "coverage": {k: interval([e["coverage"][k] for e in entries]) for k in first["coverage"]}}
@@ -194,11 +223,14 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
     import matplotlib.pyplot as plt
 
     models, groups = report["models"], report["groups"]
-    arms = [a for a in ("conclusive", "weak", "mixed") if f"bayes {a}" in models]
+    arms = [a for a in ("conclusive", "weak", "mixed") if any(e.get("arm") == a for e in models.values())]
     fig, axes = plt.subplots(1, len(arms), figsize=(4.6 * len(arms), 4.4), squeeze=False)
     for ax, arm in zip(axes[0], arms):
         ax.plot([0, 1], [0, 1], color="0.7", lw=1, label="diagonal (probability = share)")
-        ax.plot(*_share_curve(models[f"bayes {arm}"]), "k--", lw=1.5, label=f"Bayes-optimal, {arm} arm")
+        references = [name for name, e in models.items() if e["kind"] == "bayes" and e["arm"] == arm]
+        for reference, style in zip(references, ("k--", "k-.", "k:")):
+            ax.plot(*_share_curve(models[reference]), style, lw=1.5,
+                    label=f"Bayes-optimal, {arm} arm" + reference.removeprefix(f"bayes {arm}"))
         if "constructed" in models:
             ax.plot(*_share_curve(models["constructed"]), "x", color="tab:green", label="constructed (7 layers)")
         for group, summary in groups.items():
@@ -235,15 +267,16 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
 
     fig, ax = plt.subplots(figsize=(5.2, 4.2))
     for key, label, marker in (("kl", "KL(shares ‖ q)", "o"), ("kl_bayes", "KL(Bayes of the arm ‖ q)", "s")):
-        # one line per arm and training length: groups that differ only in steps are not sizes
-        series = sorted({(s["arm"], s["steps"]) for s in groups.values()}, key=lambda a: (arms.index(a[0]), a[1]))
-        for arm, steps in series:
+        # one line per training distribution and length: groups that differ only in steps are not sizes
+        series = sorted({(s["reference"], s["steps"]) for s in groups.values()},
+                        key=lambda a: (arms.index(models[a[0]]["arm"]), a[0], a[1]))
+        for reference, steps in series:
             # sorted by size only: groups of one size must not compare their dicts
-            rows = sorted(((s["params"], s) for s in groups.values() if (s["arm"], s["steps"]) == (arm, steps)),
-                          key=lambda r: r[0])
+            rows = sorted(((s["params"], s) for s in groups.values() if (s["reference"], s["steps"]) ==
+                           (reference, steps)), key=lambda r: r[0])
             x = [p for p, _ in rows]
             y = [np.mean([s["subsets"][lab][key]["mean"] for lab in s["subsets"]]) for _, s in rows]
-            ax.plot(x, y, marker=marker, label=f"{arm}, {steps:,} steps: {label}")
+            ax.plot(x, y, marker=marker, label=f"{reference.removeprefix('bayes ')}, {steps:,} steps: {label}")
     ax.set_xscale("log")
     ax.xaxis.set_minor_formatter(plt.NullFormatter())   # the minor labels of a short log axis overlap
     ax.set_xlabel("parameters")
