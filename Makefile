@@ -87,11 +87,11 @@ emergence-s8: $(STAMP)
 # that stayed on the plateau to learn (the mixed arm at d96 L4; a learning rate of 3e-3 for the
 # conclusive arm's seed 1 and the mixed arm's seed 0; the mixed arm for 18,000 steps), four conclusive
 # runs whose prompts come from another seed than their initial weights (data_seed: the configs
-# ...-data<k>, run with --seed <init>), seeds 3 and 4 of the conclusive and the weak arm at d64 L3 and at
-# d96 L4, the mixed arm with peaked proportions (Dirichlet 0.05, seeds 0, 2, 4), and 8-position runs with
-# the offsets (d64 L3 seeds 0-8 and d96 L4 seeds 0-2; seed 2 also for 18,000 steps; most of these were
-# trained on a GPU, see the README), evaluated with the other 8-position runs by `emergence`. Resumable
-# as above.
+# ...-data<k>, run with --seed <init>), seeds 3 and 4 of the conclusive arm at all three sizes and of the
+# weak arm, the mixed arm with peaked proportions (Dirichlet 0.05, seeds 0, 2, 4), and 8-position runs
+# with the offsets (d64 L3 seeds 0-8, d96 L4 seeds 0-2, and 18,000 steps at d64 L3 for seeds 0, 2, 4;
+# several were trained on a GPU, see the README), evaluated with the other 8-position runs by
+# `emergence`. Resumable as above.
 OFFSET_SINGLE_RUNS := s4-offsets/s4-offsets-mixed-long-large:0 s4-offsets/s4-offsets-conclusive-long-lr3:1 \
                       s4-offsets/s4-offsets-mixed-long-lr3:0 s4-offsets/s4-offsets-mixed-longer:0 \
                       s4-offsets/s4-offsets-conclusive-long-data0:1 s4-offsets/s4-offsets-conclusive-long-data1:0 \
@@ -99,10 +99,12 @@ OFFSET_SINGLE_RUNS := s4-offsets/s4-offsets-mixed-long-large:0 s4-offsets/s4-off
                       s4-offsets/s4-offsets-conclusive-long:3 s4-offsets/s4-offsets-conclusive-long:4 \
                       s4-offsets/s4-offsets-weak-long:3 s4-offsets/s4-offsets-weak-long:4 \
                       s4-offsets/s4-offsets-conclusive-long-large:3 s4-offsets/s4-offsets-conclusive-long-large:4 \
+                      s4-offsets/s4-offsets-conclusive-long-small:3 s4-offsets/s4-offsets-conclusive-long-small:4 \
                       s4-offsets/s4-offsets-mixed-long-peaked:0 s4-offsets/s4-offsets-mixed-long-peaked:2 \
                       s4-offsets/s4-offsets-mixed-long-peaked:4 \
                       $(foreach seed,0 1 2 3 4 5 6 7 8,s8/s8-offsets-conclusive-long:$(seed)) \
-                      $(foreach seed,0 1 2,s8/s8-offsets-conclusive-long-large:$(seed)) s8/s8-offsets-conclusive-longer:2
+                      $(foreach seed,0 1 2,s8/s8-offsets-conclusive-long-large:$(seed)) \
+                      $(foreach seed,0 2 4,s8/s8-offsets-conclusive-longer:$(seed))
 emergence-offsets: $(STAMP)
 	for seed in $(EMERGENCE_SEEDS); do for run in conclusive-long weak-long mixed-long conclusive \
 	    conclusive-long-small conclusive-long-large; do \

@@ -191,8 +191,8 @@ def summarise(models: dict) -> dict:
     out = {}
     for group, entries in groups.items():
         first = entries[0]
-        summary = {"arm": first["arm"], "reference": first["reference"], "d_model": first["d_model"], "n_layers": first["n_layers"],
-                   "params": first["params"], "steps": first["steps"], "seeds": sorted(e["seed"] for e in entries),
+        summary = {"arm": first["arm"], "reference": first["reference"], "d_model": first["d_model"],
+                   "n_layers": first["n_layers"], "params": first["params"], "steps": first["steps"], "seeds": sorted(e["seed"] for e in entries),
                    "subsets": {},
                    "coverage": {k: interval([e["coverage"][k] for e in entries]) for k in first["coverage"]}}
         for label in first["subsets"]:
