@@ -130,8 +130,11 @@ def test_each_training_distribution_gets_its_own_bayes_reference():
     assert list(references) == ["bayes conclusive", "bayes mixed (alpha 0.25)", "bayes mixed (alpha 0.05)"]
     assert reference_name(peaked, references) == "bayes mixed (alpha 0.05)"
     assert reference_name(mixed, references) == "bayes mixed (alpha 0.25)"
-    assert list(bayes_references([conclusive, replace(conclusive, label_noise=0.1)])) == ["bayes conclusive (label_noise 0.05)",
-                                                             "bayes conclusive (label_noise 0.1)"]
+    # the reference's config is the one its predictor is computed from
+    assert references["bayes mixed (alpha 0.05)"].dirichlet_alpha == 0.05
+    assert references["bayes mixed (alpha 0.25)"].dirichlet_alpha == 0.25
+    assert list(bayes_references([conclusive, replace(conclusive, label_noise=0.1)])) == \
+        ["bayes conclusive (label_noise 0.05)", "bayes conclusive (label_noise 0.1)"]
     # the committed report measures each run against its own distribution's reference
     with open(os.path.join(RESULTS, "s4-offsets", "emergence.json")) as f:
         models = json.load(f)["models"]
