@@ -240,8 +240,9 @@ def plot_report(report: dict, paths: dict, force: bool = True, inputs: Sequence[
             x = curves[0][0]
             ys = np.array([c[1] for c in curves])
             err = [interval(col)["ci95"] or 0.0 for col in ys.T]
+            seeds = f"{len(curves)} seed" + ("s" if len(curves) > 1 else "")
             ax.errorbar(x, ys.mean(0), yerr=err, marker="o", ms=3, capsize=2, lw=1,
-                        label=f"{group} (d{summary['d_model']} L{summary['n_layers']}, {len(curves)} seeds)")
+                        label=f"{group} (d{summary['d_model']} L{summary['n_layers']}, {seeds})")
         ax.set_title(f"{arm} arm", fontsize=10)
         share_axes(ax, legend_size=6.5)
     fig.tight_layout()
