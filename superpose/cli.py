@@ -28,6 +28,7 @@ What the subcommands share (options, reading inputs, the model for a job) is in
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -208,6 +209,13 @@ def _cmd_layers(args) -> int:
 
 
 def _parser() -> _Parser:
+    return _parser_for(COMMAND_MODULES)
+
+
+@functools.lru_cache(maxsize=4)
+def _parser_for(command_modules: tuple[str, ...]) -> _Parser:
+    """The parser, built once per process and set of command modules (building imports every
+    command's module and registers its options: about 10 ms, paid by every ``main`` call before)."""
     parser = _Parser(prog="superpose", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -257,7 +265,7 @@ def _parser() -> _Parser:
     add_memory_option(layers)
     layers.set_defaults(func=_cmd_layers)
 
-    for name in COMMAND_MODULES:
+    for name in command_modules:
         importlib.import_module(name).register(sub)
     return parser
 

@@ -1,9 +1,11 @@
 import contextlib
+import gc
 import importlib
 import io
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, is_hypothesis_test, settings
@@ -11,6 +13,11 @@ from hypothesis import HealthCheck, is_hypothesis_test, settings
 from superpose import Example, Prompt, Task, TaskSet
 from superpose import executor
 from superpose.verify.strategies import covering_config
+
+# Start JAX's backend now, on its one default CPU device. Otherwise the first in-process `superpose bench`
+# (``use_all_cores``) gives the process one device per core, and the tests after it see another device
+# count than when run alone or in another order. Tests of several devices run them in subprocesses.
+jax.devices()
 
 # `make test` draws the same examples every run (derandomize: a failure in CI is reproducible, and the
 # compile count below does not depend on the draw, e.g. whether the CLI fuzzer grew a prompt past
@@ -57,6 +64,16 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             hypothesis = item in last or is_hypothesis_test(getattr(item, "obj", None))  # the marker comes later
             item.add_marker(pytest.mark.xdist_group("hypothesis" if hypothesis else item.path.name))
+
+
+def pytest_collection_finish(session):
+    """Keep the garbage collector off the objects the collection imported (JAX, Flax, sympy, torch):
+    every full collection traversed those millions of objects again (about 10 s of each worker's
+    time under ``make test``). ``gc.collect`` first so that no garbage is frozen with them; then
+    collect less often (the tests allocate heavily, mostly short-lived JAX tracing objects)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def pytest_sessionfinish(session):
