@@ -18,8 +18,11 @@ from superpose.verify.generation import greedy, superposed
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "train" / "results" / "generation"
-TINY = TrainConfig(family="pairs", vocab_size=8, slots=3, n_examples=3, d_model=16, n_layers=1, n_heads=2,
-                   batch_size=8, steps=6, learning_rate=1e-2, warmup_steps=1, eval_every=3, eval_prompts=8,
+# The committed run's model and evaluation prompts (train/configs/generation.json), trained for 6 steps:
+# Flax evaluates eagerly (a compiled program per operation and shape), so the committed checkpoint's
+# evaluation below reuses the programs this run compiled.
+TINY = TrainConfig(family="pairs", vocab_size=16, slots=3, n_examples=8, d_model=64, n_layers=3, n_heads=4,
+                   batch_size=8, steps=6, learning_rate=1e-2, warmup_steps=1, eval_every=3, eval_prompts=256,
                    checkpoint_every=6)
 
 
@@ -48,7 +51,7 @@ def test_family_is_checked():
     with pytest.raises(TrainConfigError, match="pairs"):
         TrainConfig.from_dict({"family": "pairs", "slots": 2})
     assert TrainConfig().family == "retrieval" and TrainConfig().tasks.answer_length == 1
-    assert TINY.n_ctx == 4 * 6   # n_examples + 1 examples of s + 1 + A positions
+    assert TINY.n_ctx == 9 * 6   # n_examples + 1 examples of s + 1 + A positions
     assert TrainConfig(family="words").tasks.answer_length == 2
 
 
@@ -63,9 +66,9 @@ def test_a_short_pairs_run_and_its_step(tmp_path):
     prompt, _ = mixed_prompt(tasks, [0, 1], [1, 1], np.random.default_rng(0))
     step = trained_step(loaded.config, loaded.params, prompt)
     first = step(())
-    assert first.shape == (8,) and 0 < first.sum() <= 1 + 1e-9
+    assert first.shape == (16,) and 0 < first.sum() <= 1 + 1e-9
     decoded = superposed(step, threshold=0)
-    assert len(decoded.answers) == 64 and decoded.forward_passes == 1 + 8
+    assert len(decoded.answers) == 16 * 16 and decoded.forward_passes == 1 + 16
     assert step.forward_passes == 1 + decoded.forward_passes   # the call above, then the decode's
     assert sum(p for _, p in decoded.answers) <= first.sum() + 1e-9   # content tokens only, not renormalised
     assert len(greedy(trained_step(loaded.config, loaded.params, prompt)).answers[0][0]) == 2

@@ -12,8 +12,8 @@ from superpose.train.mixtures import calibration, constructed_probabilities, pro
 from superpose.train.trainer import TrainConfig, TrainConfigError, evaluate, load_checkpoint, train
 from superpose.verify.analytic import consistent_tasks
 
-TINY = TrainConfig(vocab_size=8, slots=2, n_examples=4, d_model=16, n_layers=1, n_heads=2, batch_size=16,
-                   steps=40, learning_rate=1e-2, warmup_steps=4, eval_every=20, eval_prompts=32,
+TINY = TrainConfig(vocab_size=8, slots=2, n_examples=4, d_model=16, n_layers=1, n_heads=2, batch_size=32,
+                   steps=40, learning_rate=1e-2, warmup_steps=4, eval_every=20, eval_prompts=64,
                    checkpoint_every=20)
 
 
