@@ -32,8 +32,13 @@ demo: $(STAMP)
 # used evicted first; `make clean` removes it.
 JAX_CACHE := JAX_COMPILATION_CACHE_DIR=$(abspath $(VENV))/jax-cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
              JAX_COMPILATION_CACHE_MAX_SIZE=268435456
+# The two pytest plugins the suite uses, named, and no others: pytest assertion-rewrites the whole
+# distribution of every plugin that setuptools registers (73 Hypothesis modules, compiled again in every
+# process when Python writes no bytecode), and the others in the venv (anyio, jaxtyping, typeguard,
+# platformdirs) are unused. Collecting takes a worker 3.9 s instead of 5.4 s.
+PYTEST_ENV := PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTEST_PLUGINS=xdist.plugin,_hypothesis_pytestplugin
 test: $(STAMP)
-	$(JAX_CACHE) $(BIN)/python -m pytest -n auto --dist loadgroup --durations=10
+	$(JAX_CACHE) $(PYTEST_ENV) $(BIN)/python -m pytest -n auto --dist loadgroup --durations=10
 
 prove: $(STAMP)
 	$(BIN)/superpose prove

@@ -41,8 +41,10 @@ for round in $(seq "$rounds"); do
     log=$(mktemp)
     load=$(cut -d' ' -f1 /proc/loadavg)
     # the Makefile's JAX_CACHE settings, with an empty cache directory: the first run of a fresh clone
+    # and its PYTEST_ENV (this script's, for both revisions)
     /usr/bin/time -f "%e %U %S" -o "$log.time" env JAX_COMPILATION_CACHE_DIR="$cache" \
       JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 JAX_COMPILATION_CACHE_MAX_SIZE=268435456 \
+      PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTEST_PLUGINS=xdist.plugin,_hypothesis_pytestplugin \
       .venv/bin/python -m pytest -n auto --dist loadgroup -q -p no:cacheprovider > "$log" 2>&1 || true
     # the last line: GNU time puts "Command exited with non-zero status N" before it when tests fail
     read -r wall user sys < <(tail -n 1 "$log.time")

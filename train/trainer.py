@@ -271,9 +271,12 @@ def load_checkpoint(path: str) -> TrainResult:
 
 def _initial_state(config: TrainConfig):
     """Initial (params, optimizer state). Run eagerly on purpose: a jitted init draws different
-    float32 values (fused differently), so the committed runs would no longer retrain bit for bit."""
+    float32 values (fused differently), so the committed runs would no longer retrain bit for bit.
+    Eagerly, Flax compiles a program per operation and shape; ``init`` also runs the model forward
+    (its output is discarded; the params depend on the tokens' shape in no way), so it runs it on
+    tokens of the evaluation prompts' shape: ``evaluate`` then finds those programs compiled."""
     model, optimizer, _ = make_step(config)
-    tokens = jnp.zeros((1, config.n_ctx), dtype=jnp.int32)
+    tokens = jnp.zeros(eval_batch(config).tokens.shape, dtype=jnp.int32)
     params = model.init(jax.random.key(config.seed), tokens)["params"]
     return params, optimizer.init(params)
 
