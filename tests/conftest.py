@@ -39,6 +39,8 @@ FUZZ_SHAPE = executor.bucket_config(executor.covering_config(
     covering_config(max_vocab=4, max_slots=2, max_tasks=3, max_examples=8, max_arity=2, max_answer_length=3)))
 MAX_HYPOTHESIS_PROGRAMS = 5
 HYPOTHESIS_PROGRAMS: set = set()   # the executor's programs that Hypothesis tests ran in this session
+HYPOTHESIS_TESTS: set = set()      # the Hypothesis tests this session selected (node ids) ...
+HYPOTHESIS_TESTS_RUN: set = set()  # ... and those that ran in this process
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -47,6 +49,7 @@ def pytest_runtest_call(item):
     before = dict(executor.PROGRAM_LOG)
     yield
     if item.get_closest_marker("hypothesis"):
+        HYPOTHESIS_TESTS_RUN.add(item.nodeid)
         HYPOTHESIS_PROGRAMS.update(k for k, n in executor.PROGRAM_LOG.items() if n > before.get(k, 0))
 
 
@@ -60,7 +63,8 @@ def pytest_collection_modifyitems(config, items):
     (an example's run, a loaded checkpoint) are computed by one worker only."""
     last = [i for i in items if i.name == "test_the_hypothesis_suite_runs_at_most_five_programs"]
     items[:] = [i for i in items if i not in last] + last
-    if config.pluginmanager.hasplugin("xdist"):
+    # registered as "xdist" when setuptools loads it, as "xdist.plugin" when named (make test's PYTEST_PLUGINS)
+    if any(config.pluginmanager.hasplugin(name) for name in ("xdist", "xdist.plugin")):
         for item in items:
             hypothesis = item in last or is_hypothesis_test(getattr(item, "obj", None))  # the marker comes later
             item.add_marker(pytest.mark.xdist_group("hypothesis" if hypothesis else item.path.name))
@@ -71,6 +75,7 @@ def pytest_collection_finish(session):
     every full collection traversed those millions of objects again (about 10 s of each worker's
     time under ``make test``). ``gc.collect`` first so that no garbage is frozen with them; then
     collect less often (the tests allocate heavily, mostly short-lived JAX tracing objects)."""
+    HYPOTHESIS_TESTS.update(i.nodeid for i in session.items if is_hypothesis_test(getattr(i, "obj", None)))
     gc.collect()
     gc.freeze()
     gc.set_threshold(20_000, 20, 20)
