@@ -1,3 +1,8 @@
+"""Shared fixtures and the suite's settings. Imports nothing heavy at the top: pytest-xdist's controller
+loads this file before it starts the workers, and runs no test (the workers import what the tests use)."""
+
+from __future__ import annotations
+
 import contextlib
 import dataclasses
 import gc
@@ -6,19 +11,22 @@ import io
 import json
 import os
 
-import jax
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, is_hypothesis_test, settings
 
-from superpose import Example, Prompt, Task, TaskSet
-from superpose import executor
-from superpose.verify.strategies import covering_config
 
-# Start JAX's backend now, on its one default CPU device. Otherwise the first in-process `superpose bench`
-# (``use_all_cores``) gives the process one device per core, and the tests after it see another device
-# count than when run alone or in another order. Tests of several devices run them in subprocesses.
-jax.devices()
+def pytest_configure(config):
+    """Start JAX's backend on its one default CPU device in every process that runs tests. Otherwise the
+    first in-process `superpose bench` (``use_all_cores``) gives the process one device per core, and
+    the tests after it see another device count than when run alone or in another order. Tests of
+    several devices run them in subprocesses."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return   # pytest-xdist's controller
+    import jax
+
+    jax.devices()
+
 
 # `make test` draws the same examples every run (derandomize: a failure in CI is reproducible, and the
 # compile count below does not depend on the draw, e.g. whether the CLI fuzzer grew a prompt past
@@ -38,10 +46,23 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 # Every width is bucketed as `run` buckets it but the MLP's, which is rounded up to a multiple of 128
 # only: the widest family needs 2072 hidden units, the power of two would be 4096, and the MLP is most
 # of the work of each fuzzed run.
-_FUZZ_COVER = executor.covering_config(
-    covering_config(max_vocab=8, max_slots=3, max_tasks=4, max_examples=24),
-    covering_config(max_vocab=4, max_slots=2, max_tasks=3, max_examples=8, max_arity=2, max_answer_length=3))
-FUZZ_SHAPE = dataclasses.replace(executor.bucket_config(_FUZZ_COVER), d_mlp=-(-_FUZZ_COVER.d_mlp // 128) * 128)
+def _fuzz_shape():
+    from superpose import executor
+    from superpose.verify.strategies import covering_config
+
+    cover = executor.covering_config(
+        covering_config(max_vocab=8, max_slots=3, max_tasks=4, max_examples=24),
+        covering_config(max_vocab=4, max_slots=2, max_tasks=3, max_examples=8, max_arity=2, max_answer_length=3))
+    return dataclasses.replace(executor.bucket_config(cover), d_mlp=-(-cover.d_mlp // 128) * 128)
+
+
+def __getattr__(name):   # FUZZ_SHAPE is computed on first import by a test module (PEP 562)
+    if name == "FUZZ_SHAPE":
+        globals()[name] = _fuzz_shape()
+        return globals()[name]
+    raise AttributeError(name)
+
+
 MAX_HYPOTHESIS_PROGRAMS = 5
 HYPOTHESIS_PROGRAMS: set = set()   # the executor's programs that Hypothesis tests ran in this session
 HYPOTHESIS_TESTS: set = set()      # the Hypothesis tests this session selected (node ids) ...
@@ -51,6 +72,8 @@ HYPOTHESIS_TESTS_RUN: set = set()  # ... and those that ran in this process
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_call(item):
     """Record which compiled programs each Hypothesis test runs (``superpose.executor.PROGRAM_LOG``)."""
+    from superpose import executor
+
     before = dict(executor.PROGRAM_LOG)
     yield
     if item.get_closest_marker("hypothesis"):
@@ -76,7 +99,8 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_collection_finish(session):
-    """Keep the garbage collector off the objects the collection imported (JAX, Flax, sympy, torch):
+    """Note the session's Hypothesis tests (for test_compile_count). Then keep the garbage collector
+    off the objects the collection imported (JAX, Flax, sympy, torch):
     every full collection traversed those millions of objects again (about 10 s of each worker's
     time under ``make test``). ``gc.collect`` first so that no garbage is frozen with them; then
     collect less often (the tests allocate heavily, mostly short-lived JAX tracing objects)."""
@@ -104,6 +128,8 @@ def run_example(module: str, out_dir):
 @pytest.fixture
 def two_tasks() -> TaskSet:
     """Copy slot 0, and 'next' of slot 1, over 5 tokens with 2 input slots."""
+    from superpose import Task, TaskSet
+
     return TaskSet(vocab_size=5, slots=2, tasks=[
         Task("copy0", 0, [0, 1, 2, 3, 4]),
         Task("next1", 1, [1, 2, 3, 4, 0]),
@@ -113,6 +139,8 @@ def two_tasks() -> TaskSet:
 @pytest.fixture
 def mixed_prompt(two_tasks) -> Prompt:
     """Consistent, ambiguous and noise examples mixed."""
+    from superpose import Example, Prompt
+
     return Prompt([
         Example([0, 3], 0),   # copy0 only
         Example([2, 1], 2),   # copy0 and next1 (ambiguous)
@@ -123,6 +151,8 @@ def mixed_prompt(two_tasks) -> Prompt:
 
 
 def random_prompt(tasks: TaskSet, m: int, rng: np.random.Generator, noise: float = 0.2) -> Prompt:
+    from superpose import Example, Prompt
+
     examples = []
     for _ in range(m):
         x = rng.integers(0, tasks.vocab_size, tasks.slots).tolist()
