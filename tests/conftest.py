@@ -111,6 +111,9 @@ def pytest_collection_finish(session):
 
 
 def pytest_sessionfinish(session):
+    # pytest's last cleanup collects garbage five times over the whole heap (to report exceptions raised
+    # in finalizers): with what the session left frozen too, those collections cost nothing
+    gc.freeze()
     report = os.environ.get("SUPERPOSE_PROGRAM_REPORT")
     if report:   # for test_compile_count, which runs the Hypothesis tests in a subprocess when run alone
         with open(report, "w") as f:
